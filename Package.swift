@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Assay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "assay", targets: ["assay"]),
+        .library(name: "AssayCore", targets: ["AssayCore"]),
+        .library(name: "VLMRuntime", targets: ["VLMRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries from Debian (see Makefile `deps`).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+
+        // Domain, answer matching and statistics. Depends on nothing of ours.
+        .target(name: "AssayCore"),
+        // Suite protocol, catalog (Suites/*/suite.yaml), dataset readers, scorer plugins.
+        .target(name: "AssaySuites", dependencies: ["AssayCore", .product(name: "Yams", package: "Yams")]),
+        // SQLite store (GRDB): runs, items, responses, extractions, scores, metrics.
+        .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
+        .target(name: "AssayBackends", dependencies: ["AssayCore"]),
+        // Import, sweep and scoring passes that tie suites, backends and the store together.
+        .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
+        // Comparison between runs, Markdown and SVG rendering.
+        .target(name: "AssayReport", dependencies: ["AssayCore", "AssaySuites", "AssayStore"]),
+        // Embedded inference runtime (Qwen2-VL / Qwen2.5-VL, Llama family) on OpenBLAS.
+        .target(name: "VLMRuntime", dependencies: ["CBLAS", "CPNG", "CJPEG"]),
+
+        .executableTarget(
+            name: "assay",
+            dependencies: [
+                "AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "AssayEngine", "AssayReport", "VLMRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "AssayCoreTests", dependencies: ["AssayCore"]),
+        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore"]),
+        .testTarget(name: "AssayStoreTests", dependencies: ["AssayStore", "AssayCore"]),
+        .testTarget(name: "AssayEngineTests", dependencies: ["AssayEngine", "AssaySuites", "AssayStore", "AssayCore", "AssayReport"]),
+        .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore"]),
+        .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime"]),
+        .testTarget(name: "AssayCLITests", dependencies: ["assay"]),
+    ]
+)
