@@ -39,12 +39,18 @@ public struct GenerationRequest: Sendable {
     public var params: GenerationParams
     /// Which of the `--samples N` draws this is; with a seed, backends derive the draw's seed from it.
     public var sampleIndex: Int
+    /// The suite and item the request is for (logging, and the replay backend's lookup key).
+    public var suiteID: String?
+    public var itemID: String?
 
-    public init(messages: [Message], images: [String: Data] = [:], params: GenerationParams, sampleIndex: Int = 0) {
+    public init(messages: [Message], images: [String: Data] = [:], params: GenerationParams, sampleIndex: Int = 0,
+                suiteID: String? = nil, itemID: String? = nil) {
         self.messages = messages
         self.images = images
         self.params = params
         self.sampleIndex = sampleIndex
+        self.suiteID = suiteID
+        self.itemID = itemID
     }
 }
 

@@ -15,11 +15,11 @@ import Foundation
 /// `\boxed{}` content and text after `</think>` are read first; the method is then prefixed
 /// `boxed_`.
 public enum ChoiceExtraction {
-    public static func extract(_ response: String, options: [Option]) -> Extraction {
+    public static func extract(_ response: String, options: [AnswerOption]) -> Extraction {
         extract(response, labels: options.map(\.label), options: options)
     }
 
-    public static func extract(_ response: String, labels: [String], options: [Option] = []) -> Extraction {
+    public static func extract(_ response: String, labels: [String], options: [AnswerOption] = []) -> Extraction {
         let (text, source) = ReasoningText.finalAnswer(response)
         let prefix = source == "boxed" ? "boxed_" : ""
         let cleaned = clean(text)
@@ -101,7 +101,7 @@ public enum ChoiceExtraction {
         return text.range(of: "A " + next) != nil && text.range(of: "(A) " + next) == nil
     }
 
-    private static func optionText(_ text: String, options: [Option]) -> String? {
+    private static func optionText(_ text: String, options: [AnswerOption]) -> String? {
         let candidates = options.filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }
         guard !candidates.isEmpty else { return nil }
         let lowered = text.lowercased()

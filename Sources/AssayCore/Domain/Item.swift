@@ -12,7 +12,7 @@ public struct Item: Codable, Sendable, Hashable {
     /// VLMEvalKit's `hint` column: context printed before the question.
     public var hint: String?
     /// Multiple-choice options in order (`A`, `B`, … columns, or a `choices` list).
-    public var options: [Option]
+    public var options: [AnswerOption]
     /// Gold answers; any one of them counts as correct. Empty when the dataset has no gold.
     public var answers: [String]
     /// Subtask, subject or category used for per-category metrics.
@@ -24,7 +24,7 @@ public struct Item: Codable, Sendable, Hashable {
     public var metadata: [String: JSONValue]
 
     public init(
-        id: String, question: String = "", hint: String? = nil, options: [Option] = [],
+        id: String, question: String = "", hint: String? = nil, options: [AnswerOption] = [],
         answers: [String] = [], category: String? = nil, subcategory: String? = nil,
         images: [ImageRef] = [], metadata: [String: JSONValue] = [:]
     ) {
@@ -50,7 +50,7 @@ public struct Item: Codable, Sendable, Hashable {
 }
 
 /// One multiple-choice option.
-public struct Option: Codable, Sendable, Hashable {
+public struct AnswerOption: Codable, Sendable, Hashable {
     public var label: String
     public var text: String
     public init(label: String, text: String) {

@@ -1,0 +1,52 @@
+import AssayCore
+import AssayStore
+import AssaySuites
+import Foundation
+
+/// `assay score`: re-reads the stored responses of a run, extracts and scores them with each
+/// suite's current rules, and stores extractions, item scores (with the scorer version) and
+/// metrics. No model is called, so a new rule is applied to old runs in seconds.
+public enum ScoringPass {
+    public struct SuiteOutcome: Sendable {
+        public var suite: String
+        public var metrics: SuiteMetrics
+        public var scorerVersion: String
+    }
+
+    /// Scores every suite of the run (or only `suites`). With `reextract`, extractions imported
+    /// with the predictions are ignored and the suite's own rules read the raw text.
+    public static func score(run name: String, store: Store, catalog: SuiteCatalog,
+                             suites only: Set<String>? = nil, reextract: Bool = false) throws -> [SuiteOutcome] {
+        let run = try store.requireRun(name)
+        var outcomes: [SuiteOutcome] = []
+        for registration in try store.runSuites(runID: run.id) where only?.contains(registration.suiteID) ?? true {
+            let suite = try catalog.suite(registration.suiteID)
+            let items = try store.items(suiteID: registration.suiteID, datasetSHA256: registration.datasetSHA256)
+            let itemsByID = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            var updates: [ScoreUpdate] = []
+            var primary: [ScoredItem] = []
+            var answered = Set<String>()
+            for response in try store.responses(runID: run.id, suiteID: registration.suiteID) {
+                guard response.response.status != .error, let item = itemsByID[response.itemID] else { continue }
+                let extraction: Extraction
+                if let imported = response.importedExtraction, !reextract {
+                    extraction = .answer(imported, method: "imported")
+                } else {
+                    extraction = suite.extract(response.response.text, item: item)
+                }
+                let score = suite.score(extraction, item: item)
+                updates.append(ScoreUpdate(responseID: response.id, extraction: extraction, score: score))
+                if response.sampleIndex == 0 {
+                    primary.append(ScoredItem(item: item, extraction: extraction, score: score))
+                    answered.insert(item.id)
+                }
+            }
+            var metrics = suite.aggregate(primary)
+            metrics.missing = items.filter { !answered.contains($0.id) }.count
+            try store.saveScores(runID: run.id, suiteID: registration.suiteID, updates: updates,
+                                 metrics: metrics, scorerVersion: suite.scorerVersion)
+            outcomes.append(SuiteOutcome(suite: registration.suiteID, metrics: metrics, scorerVersion: suite.scorerVersion))
+        }
+        return outcomes
+    }
+}

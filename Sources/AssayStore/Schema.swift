@@ -1,0 +1,102 @@
+import GRDB
+
+/// The schema as named, append-only migrations. Never edit a registered migration: add a new one.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("v1-runs-items-responses-scores") { db in
+            try db.execute(sql: """
+                CREATE TABLE runs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    model TEXT NOT NULL,
+                    backend TEXT NOT NULL,
+                    backend_identity TEXT NOT NULL,
+                    generation_params TEXT NOT NULL,
+                    notes TEXT NOT NULL DEFAULT '{}',
+                    created_at TEXT NOT NULL
+                );
+
+                CREATE TABLE run_suites (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    suite_version TEXT NOT NULL,
+                    prompt_version TEXT NOT NULL,
+                    dataset_sha256 TEXT NOT NULL,
+                    dataset_path TEXT NOT NULL,
+                    item_count INTEGER NOT NULL,
+                    PRIMARY KEY (run_id, suite_id)
+                );
+
+                CREATE TABLE items (
+                    suite_id TEXT NOT NULL,
+                    dataset_sha256 TEXT NOT NULL,
+                    item_id TEXT NOT NULL,
+                    ordinal INTEGER NOT NULL,
+                    payload TEXT NOT NULL,
+                    PRIMARY KEY (suite_id, dataset_sha256, item_id)
+                );
+
+                CREATE TABLE responses (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    item_id TEXT NOT NULL,
+                    sample_index INTEGER NOT NULL DEFAULT 0,
+                    cache_key TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('ok', 'truncated', 'error')),
+                    error_kind TEXT,
+                    error_message TEXT,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    latency_seconds REAL,
+                    attempts INTEGER NOT NULL DEFAULT 1,
+                    imported_extraction TEXT,
+                    created_at TEXT NOT NULL,
+                    UNIQUE (run_id, suite_id, item_id, sample_index)
+                );
+                CREATE INDEX responses_by_cache_key ON responses(cache_key);
+
+                CREATE TABLE extractions (
+                    response_id INTEGER PRIMARY KEY REFERENCES responses(id) ON DELETE CASCADE,
+                    answer TEXT,
+                    method TEXT NOT NULL,
+                    reason TEXT,
+                    scorer_version TEXT NOT NULL
+                );
+
+                CREATE TABLE item_scores (
+                    response_id INTEGER PRIMARY KEY REFERENCES responses(id) ON DELETE CASCADE,
+                    value REAL NOT NULL,
+                    correct INTEGER,
+                    normalized TEXT,
+                    scorer_version TEXT NOT NULL,
+                    scored_at TEXT NOT NULL
+                );
+
+                CREATE TABLE suite_results (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    score REAL NOT NULL,
+                    n INTEGER NOT NULL,
+                    unparsed INTEGER NOT NULL,
+                    missing INTEGER NOT NULL,
+                    scorer_version TEXT NOT NULL,
+                    computed_at TEXT NOT NULL,
+                    PRIMARY KEY (run_id, suite_id)
+                );
+
+                CREATE TABLE metrics (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    value REAL NOT NULL,
+                    PRIMARY KEY (run_id, suite_id, name)
+                );
+                """)
+        }
+        return migrator
+    }
+}
