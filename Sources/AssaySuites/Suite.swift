@@ -9,6 +9,10 @@ public protocol SuiteScorer: Sendable {
     var version: String { get }
     /// Reads suite-specific columns after the generic ones (`Item` fields and `metadata`).
     func prepare(_ item: inout Item, row: DatasetRow) throws
+    /// Turns one dataset item into the items actually asked: itself by default; a preference
+    /// pair in both orders, or each rotation of a CircularEval question. Expanded items need ids
+    /// unique within the suite and should record their group in `metadata` for `bootstrapUnits`.
+    func expand(_ item: Item) throws -> [Item]
     /// Extra prompt-template variables for an item (beyond the generic ones).
     func templateVariables(for item: Item) -> [String: String]
     /// Finds the answer in a raw response. Never guesses: unparsed is an outcome.
@@ -23,6 +27,7 @@ public protocol SuiteScorer: Sendable {
 
 extension SuiteScorer {
     public func prepare(_ item: inout Item, row: DatasetRow) throws {}
+    public func expand(_ item: Item) throws -> [Item] { [item] }
     public func templateVariables(for item: Item) -> [String: String] { [:] }
     public func bootstrapUnits(_ results: [ScoredItem], stratum: (Item) -> String) -> [BootstrapUnit] {
         results.map { BootstrapUnit(id: $0.item.id, stratum: stratum($0.item), value: $0.score.value) }

@@ -36,7 +36,17 @@ struct ItemBuilder {
                                    "duplicate index '\(loaded.item.id)' (first on line \(first))")
             }
             seen[loaded.item.id] = row.line
-            items.append(loaded)
+            let expanded: [Item]
+            do {
+                expanded = try scorer.expand(loaded.item)
+            } catch let error as DatasetError {
+                throw error
+            } catch {
+                throw DatasetError(file: file.url.path, line: row.line, "\(error)")
+            }
+            for item in expanded {
+                items.append(LoadedItem(item: item, imageData: loaded.imageData))
+            }
         }
         return items
     }

@@ -3,7 +3,13 @@ import Foundation
 
 /// The scorer plugins by the name a suite's YAML uses.
 public enum ScorerRegistry {
-    static let factories: [String: @Sendable (SuiteManifest) -> any SuiteScorer] = [
+    typealias Factory = @Sendable (SuiteManifest) -> any SuiteScorer
+
+    static let factories: [String: Factory] = core
+        .merging(perceptionAndDocumentScorers) { first, _ in first }
+        .merging(reasoningVideoAgentRewardScorers) { first, _ in first }
+
+    static let core: [String: Factory] = [
         "multiple_choice": { _ in MultipleChoiceScorer() },
         "yes_no": { _ in YesNoScorer() },
         "blink": { _ in BLINKScorer() },
