@@ -43,12 +43,17 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "AssayCoreTests", dependencies: ["AssayCore"]),
-        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore"]),
-        .testTarget(name: "AssayStoreTests", dependencies: ["AssayStore", "AssayCore"]),
-        .testTarget(name: "AssayEngineTests", dependencies: ["AssayEngine", "AssaySuites", "AssayStore", "AssayCore", "AssayReport"]),
-        .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore"]),
-        .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime"]),
-        .testTarget(name: "AssayCLITests", dependencies: ["assay"]),
+        // Fixture location (../shared), temporary folders and text snapshots for the tests.
+        .target(name: "AssayTestSupport", path: "Tests/AssayTestSupport"),
+
+        .testTarget(name: "AssayCoreTests", dependencies: ["AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "AssayStoreTests", dependencies: ["AssayStore", "AssayCore", "AssayTestSupport"]),
+        .testTarget(
+            name: "AssayEngineTests",
+            dependencies: ["AssayEngine", "AssaySuites", "AssayStore", "AssayCore", "AssayReport", "AssayBackends", "AssayTestSupport"]),
+        .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
+        .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),
     ]
 )
