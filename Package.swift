@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // HTTP/1.1 server for `assay serve`, the test server and `assay bench http` (NIO alone, no TLS stack).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries from Debian (see Makefile `deps`).
@@ -28,6 +30,15 @@ let package = Package(
         .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
         .target(name: "AssayBackends", dependencies: ["AssayCore"]),
+        // The OpenAI-compatible HTTP server (chat completions) in front of any responder: the test
+        // server with injected faults, `assay bench http`, and later `assay serve`.
+        .target(
+            name: "AssayServer",
+            dependencies: [
+                "AssayCore", "AssayBackends",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         // Import, sweep and scoring passes that tie suites, backends and the store together.
         .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
         // Comparison between runs, Markdown and SVG rendering.
@@ -38,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "assay",
             dependencies: [
-                "AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "AssayEngine", "AssayReport", "VLMRuntime",
+                "AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "AssayEngine", "AssayReport", "VLMRuntime", "AssayServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,6 +63,9 @@ let package = Package(
         .testTarget(
             name: "AssayEngineTests",
             dependencies: ["AssayEngine", "AssaySuites", "AssayStore", "AssayCore", "AssayReport", "AssayBackends", "AssayTestSupport"]),
+        .testTarget(
+            name: "AssaySweepTests",
+            dependencies: ["AssayEngine", "AssayServer", "AssayBackends", "AssayStore", "AssaySuites", "AssayCore", "AssayReport", "AssayTestSupport"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
         .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),

@@ -26,15 +26,22 @@ public enum ScoringPass {
             var updates: [ScoreUpdate] = []
             var primary: [ScoredItem] = []
             var answered = Set<String>()
+            // Rules first; a judged suite's unparsed responses take the stored judge verdict.
+            let verdicts = try JudgeVerdicts(suite: suite, runID: run.id, store: store)
+            var judged = 0
             for response in try store.responses(runID: run.id, suiteID: registration.suiteID) {
                 guard response.response.status != .error, let item = itemsByID[response.itemID] else { continue }
-                let extraction: Extraction
+                var extraction: Extraction
                 if let imported = response.importedExtraction, !reextract {
                     extraction = .answer(imported, method: "imported")
                 } else {
                     extraction = suite.extract(response.response.text, item: item)
                 }
-                let score = suite.score(extraction, item: item)
+                var score = suite.score(extraction, item: item)
+                if extraction.isUnparsed, let verdicts, let outcome = try verdicts.outcome(for: response, item: item) {
+                    (extraction, score) = outcome
+                    if response.sampleIndex == 0 { judged += 1 }
+                }
                 updates.append(ScoreUpdate(responseID: response.id, extraction: extraction, score: score))
                 if response.sampleIndex == 0 {
                     primary.append(ScoredItem(item: item, extraction: extraction, score: score))
@@ -43,6 +50,9 @@ public enum ScoringPass {
             }
             var metrics = suite.aggregate(primary)
             metrics.missing = items.filter { !answered.contains($0.id) }.count
+            if verdicts != nil {
+                metrics.metrics["judge_rate"] = primary.isEmpty ? 0 : Double(judged) / Double(primary.count) * 100
+            }
             try store.saveScores(runID: run.id, suiteID: registration.suiteID, updates: updates,
                                  metrics: metrics, scorerVersion: suite.scorerVersion)
             outcomes.append(SuiteOutcome(suite: registration.suiteID, metrics: metrics, scorerVersion: suite.scorerVersion))

@@ -97,6 +97,38 @@ enum Schema {
                 );
                 """)
         }
+        // Live sweeps: judge calls cached like responses, and how each run's suites were judged.
+        migrator.registerMigration("v2-judgements-and-judging") { db in
+            try db.execute(sql: """
+                CREATE TABLE judgements (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    cache_key TEXT NOT NULL UNIQUE,
+                    judge TEXT NOT NULL,
+                    task TEXT NOT NULL,
+                    response_cache_key TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('ok', 'truncated', 'error')),
+                    error_kind TEXT,
+                    error_message TEXT,
+                    verdict TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 1,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    created_at TEXT NOT NULL
+                );
+                CREATE INDEX judgements_by_response ON judgements(response_cache_key, task, judge);
+
+                CREATE TABLE run_suite_judging (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    mode TEXT NOT NULL CHECK (mode IN ('judge', 'off')),
+                    judge TEXT,
+                    task TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    PRIMARY KEY (run_id, suite_id)
+                );
+                """)
+        }
         return migrator
     }
 }

@@ -30,8 +30,19 @@ public struct SuiteManifest: Codable, Sendable, Hashable {
     public var stratum: String?
     /// Published numbers for well-known models, for the report and the suite README.
     public var reference: [ReferenceScore]
+    /// A judge step for responses the rules cannot read (MathVista answer extraction, CharXiv
+    /// grading); `nil` for rule-only suites.
+    public var judge: JudgeSpec?
     /// Where the manifest was read from (not part of the YAML).
     public var directory: String?
+
+    /// `judge:` in suite.yaml: which judge task runs where the rules fail, and its version.
+    public struct JudgeSpec: Codable, Sendable, Hashable {
+        /// `answer_extraction` (the judge reads the answer out of the response) or `grading`
+        /// (the judge says whether the response matches the gold answer).
+        public var task: String
+        public var version: Int
+    }
 
     public struct DataSource: Codable, Sendable, Hashable {
         /// `vlmevalkit_tsv` or `jsonl`.
@@ -70,7 +81,7 @@ public struct SuiteManifest: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, title, group, version, split, source, columns, filter, prompt, scorer, metric, headline, stratum, reference
+        case id, title, group, version, split, source, columns, filter, prompt, scorer, metric, headline, stratum, reference, judge
         case expectedItems = "expected_items"
         case answerFormat = "answer_format"
         case directory
@@ -94,6 +105,7 @@ public struct SuiteManifest: Codable, Sendable, Hashable {
         headline = try c.decodeIfPresent(HeadlineStatistic.self, forKey: .headline) ?? .mean
         stratum = try c.decodeIfPresent(String.self, forKey: .stratum)
         reference = try c.decodeIfPresent([ReferenceScore].self, forKey: .reference) ?? []
+        judge = try c.decodeIfPresent(JudgeSpec.self, forKey: .judge)
         directory = try c.decodeIfPresent(String.self, forKey: .directory)
     }
 
@@ -127,6 +139,9 @@ public struct SuiteManifest: Codable, Sendable, Hashable {
             throw SuiteError.manifest(file: file, "stratum must be 'category' or 'subcategory', not '\(stratum)'")
         }
         _ = try PromptTemplate(prompt.template, file: file)
+        if let judge, !["answer_extraction", "grading"].contains(judge.task) {
+            throw SuiteError.manifest(file: file, "judge.task must be 'answer_extraction' or 'grading', not '\(judge.task)'")
+        }
     }
 
     private static func describe(_ error: DecodingError) -> String {

@@ -10,6 +10,7 @@ struct Assay: AsyncParsableCommand {
         subcommands: [
             SuitesCommand.self, ImportCommand.self, ScoreCommand.self, MetricsCommand.self,
             CompareCommand.self, ReportCommand.self,
+            SweepCommand.self, MergeCommand.self, DataCommand.self, BenchCommand.self,
         ]
     )
 }

@@ -1,0 +1,169 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A request as the server hands it to its handler.
+public struct HTTPServerRequest: Sendable {
+    public var method: String
+    /// Path and query as sent (`/v1/chat/completions`).
+    public var uri: String
+    /// Header names lower-cased.
+    public var headers: [String: String]
+    public var body: Data
+
+    public init(method: String, uri: String, headers: [String: String], body: Data) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The path without the query.
+    public var path: String { String(uri.split(separator: "?", maxSplits: 1).first ?? "") }
+}
+
+/// What the server does with a request. Besides ordinary responses it can misbehave on purpose,
+/// the way real servers do under load, so that clients are tested against the real failures.
+public enum HTTPServerReply: Sendable {
+    case response(status: Int, headers: [(String, String)], body: Data)
+    /// Never answer; the connection stays open until the client gives up.
+    case hang
+    /// Close the connection without answering.
+    case dropConnection
+    /// Send the head and the first `bytes` of the body (the head announces the whole length),
+    /// then close: an interrupted transfer.
+    case truncatedBody(status: Int, headers: [(String, String)], body: Data, bytes: Int)
+
+    public static func json(_ status: Int, _ body: Data, headers: [(String, String)] = []) -> HTTPServerReply {
+        .response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
+    }
+
+    public static func text(_ status: Int, _ text: String) -> HTTPServerReply {
+        .response(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Data(text.utf8))
+    }
+}
+
+/// A small HTTP/1.1 server on SwiftNIO: keep-alive, pipelining handled by NIO, one async handler
+/// for every request. It is the transport of the OpenAI-compatible server (`ChatCompletionsServer`)
+/// and of the download tests' file server; it binds where it is told (tests use 127.0.0.1, port 0).
+public final class HTTPServer: Sendable {
+    public typealias Handler = @Sendable (HTTPServerRequest) async -> HTTPServerReply
+
+    public let host: String
+    public let port: Int
+    private let channel: Channel
+    private let group: MultiThreadedEventLoopGroup
+
+    /// Binds and starts serving. `port` 0 picks a free port (read it from `port`).
+    public static func start(host: String = "127.0.0.1", port: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> HTTPServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    channel.pipeline.addHandler(RequestHandler(handler: handler))
+                }
+            }
+        do {
+            let channel = try await bootstrap.bind(host: host, port: port).get()
+            let bound = channel.localAddress?.port ?? port
+            return HTTPServer(host: host, port: bound, channel: channel, group: group)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private init(host: String, port: Int, channel: Channel, group: MultiThreadedEventLoopGroup) {
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.group = group
+    }
+
+    /// `http://host:port`.
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Stops accepting, closes open connections (hung ones included) and releases the threads.
+    public func shutdown() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Collects a request, runs the handler off the event loop, writes the reply back on it.
+private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handler: HTTPServer.Handler
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+
+    init(handler: @escaping HTTPServer.Handler) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = nil
+        case .body(var chunk):
+            if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            var headers: [String: String] = [:]
+            for (name, value) in head.headers { headers[name.lowercased()] = value }
+            let bytes = body.map { Data($0.readableBytesView) } ?? Data()
+            body = nil
+            let request = HTTPServerRequest(method: head.method.rawValue, uri: head.uri, headers: headers, body: bytes)
+            let keepAlive = head.isKeepAlive
+            let version = head.version
+            let channel = context.channel
+            let handler = self.handler
+            Task {
+                let reply = await handler(request)
+                channel.eventLoop.execute {
+                    Self.write(reply, channel: channel, keepAlive: keepAlive, version: version)
+                }
+            }
+        }
+    }
+
+    private static func write(_ reply: HTTPServerReply, channel: Channel, keepAlive: Bool, version: HTTPVersion) {
+        func head(_ status: Int, _ headers: [(String, String)], length: Int) -> HTTPResponseHead {
+            var fields = HTTPHeaders(headers)
+            fields.replaceOrAdd(name: "Content-Length", value: String(length))
+            fields.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+            return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: fields)
+        }
+        switch reply {
+        case .hang:
+            return
+        case .dropConnection:
+            channel.close(promise: nil)
+        case .response(let status, let headers, let body):
+            channel.write(HTTPServerResponsePart.head(head(status, headers, length: body.count)), promise: nil)
+            var buffer = channel.allocator.buffer(capacity: body.count)
+            buffer.writeBytes(body)
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
+            let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+            if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+        case .truncatedBody(let status, let headers, let body, let bytes):
+            channel.write(HTTPServerResponsePart.head(head(status, headers, length: body.count)), promise: nil)
+            var buffer = channel.allocator.buffer(capacity: bytes)
+            buffer.writeBytes(body.prefix(max(0, bytes)))
+            channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,183 @@
+import ArgumentParser
+import AssayBackends
+import AssayCore
+import AssayEngine
+import AssaySuites
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct SweepCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Ask a model every item of one or more suites, store each response as it arrives, then score.",
+        discussion: """
+            Responses are stored one transaction each, so an interrupted sweep loses only the requests in flight: \
+            run the same command again and it asks only for what is missing (and retries stored errors). \
+            A request that still fails after its retries is stored as an error, never as an answer, and the \
+            item is reported missing; the command then exits non-zero. The API key is read from the environment \
+            variable named by --api-key-env and is never written anywhere.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var suiteOptions: SuiteOptions
+    @Option(name: .customLong("run"), help: "Run name to create or resume.") var runName: String
+    @Option(help: "Suite ids, comma-separated, or 'all'.") var suites: String
+    @Option(name: .customLong("data-dir"), help: "Folder of downloaded datasets (default: $ASSAY_DATA_DIR or the user cache).")
+    var dataDir: String?
+    @Option(help: "Dataset file (TSV or JSONL) for a single suite, instead of the data folder.") var data: String?
+
+    @Option(help: "Backend kind (openai).") var backend = "openai"
+    @Option(name: .customLong("base-url"), help: "OpenAI-compatible server URL(s), comma-separated; requests are spread by load.")
+    var baseURL: String
+    @Option(name: .customLong("model-name"), help: "Model name sent to the server (and recorded as the run's model).")
+    var modelName: String
+    @Option(name: .customLong("api-key-env"), help: "Name of the environment variable holding the API key.")
+    var apiKeyEnv: String?
+    @Option(help: "Most requests in flight per server (the adaptive limit stays at or below it).") var concurrency = 16
+    @Option(help: "Only the first N items of each suite.") var limit: Int?
+    @Option(help: "Sampling temperature.") var temperature: Double = 0
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling.") var topP: Double = 1
+    @Option(name: .customLong("max-tokens"), help: "Token limit per response (hitting it is recorded as truncated).")
+    var maxTokens = 1024
+    @Option(help: "Seed sent with each request (draw k of --samples uses seed + k).") var seed: UInt64?
+    @Option(help: "Draws per item.") var samples = 1
+    @Option(help: "This machine's part, i/n (1-based); combine the databases with `assay merge`.") var shard: String?
+    @Option(help: "Seconds one attempt may take.") var timeout: Double = 600
+    @Option(name: .customLong("max-attempts"), help: "Attempts per request, the first included.") var maxAttempts = 8
+    @Flag(name: .customLong("no-reuse"), help: "Do not copy responses other runs stored under the same cache key.")
+    var noReuse = false
+
+    @Option(name: .customLong("judge-base-url"), help: "OpenAI-compatible server of the judge model (for suites with a judge step).")
+    var judgeBaseURL: String?
+    @Option(name: .customLong("judge-model-name"), help: "Judge model name.") var judgeModelName: String?
+    @Option(name: .customLong("judge-api-key-env"), help: "Environment variable holding the judge's API key.")
+    var judgeAPIKeyEnv: String?
+    @Flag(name: .customLong("no-judge"), help: "Score suites with a judge step by rules only (printed in the report).")
+    var noJudge = false
+
+    func run() async throws {
+        guard backend == "openai" else {
+            throw ValidationError("--backend '\(backend)' is not available for sweeps yet; use 'openai'")
+        }
+        guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        if noJudge, judgeBaseURL != nil { throw ValidationError("--no-judge and --judge-base-url exclude each other") }
+
+        let catalog = try suiteOptions.catalog()
+        let chosen = try catalog.suites(matching: suites)
+        var entries: [SweepSuite] = []
+        if let data {
+            guard chosen.count == 1 else { throw SweepError.dataForSeveralSuites }
+            entries = [SweepSuite(suite: chosen[0], dataset: URL(fileURLWithPath: data))]
+        } else {
+            let fetch = DataFetch(directory: dataDir.map { URL(fileURLWithPath: $0) } ?? DataFetch.defaultDirectory())
+            entries = try chosen.map { SweepSuite(suite: $0, dataset: try fetch.localDataset(for: $0)) }
+        }
+
+        let apiKey = try Self.readKey(apiKeyEnv)
+        let urls = baseURL.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let model = try OpenAICompatibleBackend(.init(
+            baseURLs: urls, model: modelName, apiKey: apiKey, timeout: timeout, maxAttempts: maxAttempts,
+            maxConcurrency: concurrency))
+
+        var judge: JudgeSetting?
+        if noJudge {
+            judge = .off
+        } else if let judgeBaseURL {
+            guard let judgeModelName else { throw ValidationError("--judge-base-url needs --judge-model-name") }
+            judge = .backend(try OpenAICompatibleBackend(.init(
+                baseURLs: judgeBaseURL.split(separator: ",").map(String.init), model: judgeModelName,
+                apiKey: try Self.readKey(judgeAPIKeyEnv), timeout: timeout, maxAttempts: maxAttempts, maxConcurrency: concurrency)))
+        }
+
+        var notes = ["command": "sweep", "base_urls": urls.joined(separator: ","), "concurrency": String(concurrency)]
+        if let apiKeyEnv { notes["api_key_env"] = apiKeyEnv }  // the variable's name, never its value
+        if let limit { notes["limit"] = String(limit) }
+        if let shard { notes["shard"] = shard }
+        if noJudge { notes["judge"] = "off" }
+        let configuration = SweepConfiguration(
+            run: runName, suites: entries,
+            params: GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
+            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) }, concurrency: concurrency,
+            reuseAcrossRuns: !noReuse, judge: judge, notes: notes)
+
+        let bar = ProgressBar()
+        let summary = try await Sweep(configuration: configuration, backend: model, store: try database.open(),
+                                      progress: { bar.show($0) }).run()
+        bar.finish()
+        Self.printSummary(summary, counters: model.counterSnapshot)
+        if summary.missing > 0 {
+            note("\(summary.missing) request\(summary.missing == 1 ? "" : "s") failed after retries and are reported missing; run the same command again to retry them")
+            throw ExitCode(2)
+        }
+    }
+
+    /// The key's value from the named variable; an error names the variable, never a value.
+    static func readKey(_ variable: String?) throws -> String? {
+        guard let variable else { return nil }
+        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+            throw ValidationError("environment variable \(variable) (from --api-key-env) is not set")
+        }
+        return value
+    }
+
+    static func printSummary(_ summary: SweepSummary, counters: OpenAICompatibleBackend.RequestCounters) {
+        print("run \(summary.run): \(String(format: "%.1f", summary.elapsedSeconds)) s")
+        print("suite".padding(toLength: 16, withPad: " ", startingAt: 0)
+              + " planned  stored  reused   asked      ok  trunc  errors  retries   score      n  unparsed  missing  judge")
+        for s in summary.suites {
+            let m = s.metrics
+            var judge = "—"
+            if let j = s.judge {
+                judge = j.mode == .off
+                    ? "off (--no-judge)"
+                    : "\(String(format: "%.1f", m?.metrics["judge_rate"] ?? 0))% (asked \(j.asked), cached \(j.cached), failed \(j.failed))"
+            }
+            let cols: [String] = [
+                String(s.planned), String(s.alreadyStored), String(s.reused), String(s.asked), String(s.ok), String(s.truncated),
+                String(s.errorCount), String(s.retries), m.map { String(format: "%.2f", $0.score) } ?? "—",
+                m.map { String($0.n) } ?? "—", m.map { String($0.unparsed) } ?? "—", m.map { String($0.missing) } ?? "—",
+            ]
+            let widths = [7, 7, 7, 7, 7, 6, 7, 8, 7, 6, 9, 8]
+            var line = s.suite.padding(toLength: 16, withPad: " ", startingAt: 0)
+            for (col, width) in zip(cols, widths) { line += " " + String(repeating: " ", count: max(0, width - col.count)) + col }
+            print(line + "  " + judge)
+            if !s.errors.isEmpty {
+                print("    errors: " + s.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
+        }
+        if !counters.retriesByKind.isEmpty {
+            print("retries by kind: " + counters.retriesByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+    }
+}
+
+/// The progress line on stderr: redrawn in place on a terminal, a plain line every 10 s otherwise.
+final class ProgressBar: @unchecked Sendable {
+    private let lock = NSLock()
+    private let interactive = isatty(STDERR_FILENO) != 0
+    private var lastPlain = Date.distantPast
+    private var last: SweepProgress?
+
+    func show(_ progress: SweepProgress) {
+        lock.lock()
+        defer { lock.unlock() }
+        last = progress
+        if interactive {
+            FileHandle.standardError.write(Data(("\r\u{1B}[2K" + progress.line()).utf8))
+        } else if Date().timeIntervalSince(lastPlain) >= 10 || progress.finished {
+            lastPlain = Date()
+            FileHandle.standardError.write(Data((progress.line() + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if interactive, last != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
