@@ -109,6 +109,7 @@ public final class OpenAICompatibleBackend: ModelBackend {
         }
         var headers = ["Content-Type": "application/json", "Accept": "application/json"]
         if let key = configuration.apiKey, !key.isEmpty { headers["Authorization"] = "Bearer \(key)" }
+        if let id = Self.clientRequestID(request) { headers["X-Client-Request-Id"] = id }
 
         var attempt = 0
         var lastKind = "unknown"
@@ -159,6 +160,14 @@ public final class OpenAICompatibleBackend: ModelBackend {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(wire)
+    }
+
+    /// `<suite>/<item>/<sample>` for the server's logs (OpenAI's tracing header), printable ASCII only.
+    static func clientRequestID(_ request: GenerationRequest) -> String? {
+        guard let item = request.itemID else { return nil }
+        let raw = "\(request.suiteID ?? "-")/\(item)/\(request.sampleIndex)"
+        let safe = String(raw.unicodeScalars.map { $0.value >= 0x21 && $0.value < 0x7F ? Character($0) : "_" })
+        return String(safe.prefix(200))
     }
 
     /// Backoff before attempt `attempt + 1`: exponential with full jitter in [½, 1] of the step,
@@ -250,7 +259,7 @@ public final class OpenAICompatibleBackend: ModelBackend {
     }
 
     /// `Retry-After` as seconds or an HTTP date.
-    static func parseRetryAfter(_ value: String) -> TimeInterval? {
+    public static func parseRetryAfter(_ value: String) -> TimeInterval? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         if let seconds = Double(trimmed), seconds >= 0, seconds.isFinite { return seconds }
         let formatter = DateFormatter()

@@ -72,7 +72,8 @@ public struct SweepConfiguration: Sendable {
     public var shard: Shard?
     /// Requests in flight at most (`--concurrency`); HTTP backends adapt below it.
     public var concurrency: Int
-    /// Reuse a usable response stored by any run under the same cache key (default on).
+    /// Reuse a usable response another run stored for the same item and sample under the same
+    /// cache key (default on).
     public var reuseAcrossRuns: Bool
     /// The judge for suites with a judge step: a backend, `.off` (`--no-judge`), or `nil` when
     /// none was given (then a suite with a judge step stops the sweep before it starts).
@@ -209,7 +210,8 @@ public struct Sweep: Sendable {
                         summaries[suiteIndex].alreadyStored += 1
                         continue
                     }
-                    if config.reuseAcrossRuns, let cached = try store.reusableResponse(cacheKey: key) {
+                    if config.reuseAcrossRuns, let cached = try store.reusableResponse(
+                        cacheKey: key, suiteID: suite.id, itemID: item.id, sampleIndex: sample) {
                         try store.recordResponse(runID: run.id, NewResponse(
                             suiteID: suite.id, itemID: item.id, sampleIndex: sample, cacheKey: key, response: cached))
                         summaries[suiteIndex].reused += 1

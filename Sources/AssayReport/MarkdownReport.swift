@@ -83,6 +83,7 @@ public struct MarkdownReport {
                 md += line + "\n"
             }
         }
+        md += try judgingSection(store: store, runs: allRuns)
         for comparison in comparisons where !comparison.unmatched.isEmpty {
             md += "\nSuites in only one of \(base) / \(comparison.candidate.name) (not compared): \(comparison.unmatched.joined(separator: ", "))\n"
         }
@@ -104,6 +105,32 @@ public struct MarkdownReport {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try markdown.write(to: url, atomically: true, encoding: .utf8)
         try svg.write(to: directory.appendingPathComponent(chartFileName), atomically: true, encoding: .utf8)
+    }
+
+    /// How suites with a judge step were judged in each run: the judge and how often it decided,
+    /// or a plain statement that the run was scored without one (`--no-judge`).
+    static func judgingSection(store: Store, runs: [RunRecord]) throws -> String {
+        var rows = ""
+        for run in runs {
+            let judging = try store.judging(runID: run.id)
+            guard !judging.isEmpty else { continue }
+            let results = Dictionary(try store.suiteResults(runID: run.id).map { ($0.suiteID, $0.metrics) }, uniquingKeysWith: { a, _ in a })
+            for (suite, entry) in judging.sorted(by: { $0.key < $1.key }) {
+                let metrics = results[suite]
+                switch entry.mode {
+                case .judge:
+                    let model = entry.judge.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }?["model"] ?? "?"
+                    let rate = metrics?.metrics["judge_rate"].map { String(format: "%.1f%%", $0) } ?? "—"
+                    rows += "| \(cell(run.name)) | \(suite) | \(cell(model)) (`\(entry.task)`) | \(rate) | \(metrics.map { String($0.unparsed) } ?? "—") |\n"
+                case .off:
+                    rows += "| \(cell(run.name)) | \(suite) | **none: `--no-judge`** — responses the rules could not read count as unparsed (wrong) | — | \(metrics.map { String($0.unparsed) } ?? "—") |\n"
+                }
+            }
+        }
+        guard !rows.isEmpty else { return "" }
+        return "\n## Judges\n\nSuites with a judge step use rules first; the judge reads only what the rules could not. "
+            + "The judge-use rate is the share of scored items whose answer the judge decided.\n\n"
+            + "| run | suite | judge | judge-use rate | unparsed |\n|---|---|---|---:|---:|\n" + rows
     }
 
     static func orderedSuites(_ comparisons: [RunComparison]) -> [SuiteComparison] {

@@ -5,7 +5,16 @@ import Foundation
 /// What answers chat requests behind the server: a scripted answer key (tests), a constant
 /// (`assay bench http`), or a model backend (`BackendResponder`, for `assay serve`).
 public protocol ChatResponder: Sendable {
-    func reply(to request: OpenAIWire.ChatRequest) async -> ChatReply
+    func reply(to request: OpenAIWire.ChatRequest, context: ChatRequestContext) async -> ChatReply
+}
+
+/// What the server knows about a request beyond its body.
+public struct ChatRequestContext: Sendable, Hashable {
+    /// The client's `X-Client-Request-Id` (Assay sends `<suite>/<item>/<sample>`), for logs and
+    /// for answer keys that must tell apart items whose prompts are identical.
+    public var clientRequestID: String?
+    /// Which attempt of this request this is, counted by the server (1 for the first).
+    public var attempt: Int
 }
 
 /// A responder's answer: a completion, or an HTTP error it wants the client to see.
@@ -26,7 +35,7 @@ public struct ServerStatistics: Sendable, Hashable {
     public var completions = 0
     public var faults: [ServerFault: Int] = [:]
     public var unauthorized = 0
-    /// Attempts seen per distinct request body (its SHA-256).
+    /// Attempts seen per distinct request (body SHA-256 and client request id).
     public var attemptsByRequest: [String: Int] = [:]
     /// The shortest time between a 429 and the next attempt of the same request, in seconds.
     public var shortestRetryAfterGap: Double?
@@ -102,7 +111,8 @@ public final class ChatCompletionsServer: Sendable {
 
         func chat(_ request: HTTPServerRequest) async -> HTTPServerReply {
             guard authorized(request) else { return unauthorized() }
-            let key = SHA256.hex(request.body)
+            let clientRequestID = request.headers["x-client-request-id"]
+            let key = SHA256.hex(request.body) + (clientRequestID.map { "|" + $0 } ?? "")
             let attempt: Int = stats.withLock { state in
                 state.statistics.chatRequests += 1
                 let n = (state.statistics.attemptsByRequest[key] ?? 0) + 1
@@ -141,13 +151,13 @@ public final class ChatCompletionsServer: Sendable {
                 return Self.error(404, "model '\(chat.model)' is not served here (serving: \(models.joined(separator: ", ")))",
                                   type: "not_found")
             }
-            switch await responder.reply(to: chat) {
+            switch await responder.reply(to: chat, context: ChatRequestContext(clientRequestID: clientRequestID, attempt: attempt)) {
             case .failure(let status, let message):
                 return Self.error(status, message, type: "responder_error")
             case .completion(let text, let finishReason, let promptTokens, let completionTokens):
                 stats.withLock { $0.statistics.completions += 1 }
                 let body = OpenAIWire.ChatResponse(
-                    id: "chatcmpl-\(key.prefix(16))", model: chat.model,
+                    id: "chatcmpl-\(UUID().uuidString.prefix(8))", model: chat.model,
                     choices: [.init(message: .init(content: text), finishReason: finishReason)],
                     usage: .init(promptTokens: promptTokens, completionTokens: completionTokens),
                     created: Int(Date().timeIntervalSince1970))
@@ -224,7 +234,7 @@ public struct FaultPlan: Sendable, Hashable {
 public struct ConstantResponder: ChatResponder {
     public var text: String
     public init(text: String = "A") { self.text = text }
-    public func reply(to request: OpenAIWire.ChatRequest) async -> ChatReply { .answer(text) }
+    public func reply(to request: OpenAIWire.ChatRequest, context: ChatRequestContext) async -> ChatReply { .answer(text) }
 }
 
 /// Puts a `ModelBackend` behind the protocol: the images of the request are decoded from their
@@ -233,7 +243,7 @@ public struct BackendResponder: ChatResponder {
     public let backend: any ModelBackend
     public init(backend: any ModelBackend) { self.backend = backend }
 
-    public func reply(to request: OpenAIWire.ChatRequest) async -> ChatReply {
+    public func reply(to request: OpenAIWire.ChatRequest, context: ChatRequestContext) async -> ChatReply {
         let converted: (messages: [Message], images: [String: Data])
         do {
             converted = try OpenAIWire.domainMessages(request.messages)

@@ -86,12 +86,18 @@ extension Store {
         }
     }
 
-    /// A usable (not failed) response stored under this cache key by any run, for reuse.
-    public func reusableResponse(cacheKey: String) throws -> ModelResponse? {
+    /// A usable (not failed) response that another run stored for the same item and sample under
+    /// this cache key, for reuse. Only the same item counts: two items whose prompts happen to be
+    /// identical are still separate draws.
+    public func reusableResponse(cacheKey: String, suiteID: String, itemID: String, sampleIndex: Int) throws -> ModelResponse? {
         try pool.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT * FROM responses WHERE cache_key = ? AND status != 'error' ORDER BY id LIMIT 1",
-                arguments: [cacheKey]
+                db, sql: """
+                    SELECT * FROM responses WHERE cache_key = ? AND suite_id = ? AND item_id = ? AND sample_index = ?
+                        AND status != 'error'
+                    ORDER BY id LIMIT 1
+                    """,
+                arguments: [cacheKey, suiteID, itemID, sampleIndex]
             ).map { Self.response($0).response }
         }
     }
@@ -99,6 +105,11 @@ extension Store {
     /// Whether the file passes SQLite's own consistency check (`PRAGMA integrity_check`).
     public func integrityCheck() throws -> String {
         try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    /// The integer a read-only query returns (counts for diagnostics and tests).
+    public func integer(_ sql: String) throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: sql) ?? 0 }
     }
 
     // MARK: - Judgements

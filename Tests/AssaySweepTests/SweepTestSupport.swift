@@ -8,20 +8,24 @@ import AssayTestSupport
 import Foundation
 import XCTest
 
-/// Answers each prompt from a table of rendered prompt text → answer, like a model that knows
-/// every gold answer; `finishReason` lets a test mark some answers as cut off.
+/// Answers like a model that knows every gold answer: by the item the request is for (its
+/// `X-Client-Request-Id`, `<suite>/<item>/<sample>`), since some MMStar questions share their text
+/// and differ only in the image the fixture lacks. `truncate` marks items whose answer is cut off.
 struct AnswerKeyResponder: ChatResponder {
+    /// Item id → answer text.
     var answers: [String: String]
     var truncate: Set<String> = []
-    /// Seeds seen per prompt (to check `--samples` draws).
+    /// Seeds seen per item (to check `--samples` draws).
     let seeds = Locked<[String: [UInt64]]>([:])
 
-    func reply(to request: OpenAIWire.ChatRequest) async -> ChatReply {
-        let prompt = request.messages.last?.text ?? ""
-        if let seed = request.seed { seeds.withLock { $0[prompt, default: []].append(seed) } }
-        guard let answer = answers[prompt] else { return .failure(status: 400, message: "unknown prompt") }
-        return .completion(text: answer, finishReason: truncate.contains(prompt) ? "length" : "stop",
-                           promptTokens: prompt.count / 4, completionTokens: 1)
+    func reply(to request: OpenAIWire.ChatRequest, context: ChatRequestContext) async -> ChatReply {
+        let parts = (context.clientRequestID ?? "").split(separator: "/")
+        guard parts.count >= 3 else { return .failure(status: 400, message: "no X-Client-Request-Id") }
+        let item = parts[1..<(parts.count - 1)].joined(separator: "/")
+        if let seed = request.seed { seeds.withLock { $0[item, default: []].append(seed) } }
+        guard let answer = answers[item] else { return .failure(status: 400, message: "unknown item \(item)") }
+        return .completion(text: answer, finishReason: truncate.contains(item) ? "length" : "stop",
+                           promptTokens: (request.messages.last?.text.count ?? 0) / 4, completionTokens: 1)
     }
 }
 
@@ -29,7 +33,7 @@ struct AnswerKeyResponder: ChatResponder {
 struct MMStarFixture {
     let suite: Suite
     let itemsFile: URL
-    /// Rendered prompt text → the gold letter.
+    /// Item id → an answer naming the gold letter.
     let answers: [String: String]
     let count: Int
 
@@ -49,8 +53,7 @@ struct MMStarFixture {
         let loaded = try suite.loadItems(from: try DatasetFile.read(items), images: .keep)
         var answers: [String: String] = [:]
         for item in loaded.map(\.item) {
-            let prompt = suite.render(item).last?.renderedText ?? ""
-            answers[prompt] = "The answer is (\(item.answer))."
+            answers[item.id] = "The answer is (\(item.answer))."
         }
         return MMStarFixture(suite: suite, itemsFile: items, answers: answers, count: loaded.count)
     }
@@ -118,8 +121,8 @@ final class AssayProcess: @unchecked Sendable {
         process.environment = env
         stdout = logs.appendingPathComponent("\(name).out")
         stderr = logs.appendingPathComponent("\(name).err")
-        FileManager.default.createFile(atPath: stdout.path, contents: nil)
-        FileManager.default.createFile(atPath: stderr.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderr.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: stdout)
         process.standardError = try FileHandle(forWritingTo: stderr)
         try process.run()
