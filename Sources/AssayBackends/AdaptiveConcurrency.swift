@@ -4,9 +4,10 @@ import Foundation
 public enum LoadSignal: Sendable, Hashable {
     /// Answered: grow the limit (additive increase).
     case success
-    /// 429 or a timeout: the server is saturated; halve the limit (multiplicative decrease).
+    /// 429, a timeout or a refused connection: the server is saturated or down; halve the limit
+    /// (multiplicative decrease).
     case overload
-    /// Any other failure (5xx, dropped connection, malformed body): no evidence about load.
+    /// Any other failure (5xx, malformed body): no evidence about load.
     case neutral
 }
 

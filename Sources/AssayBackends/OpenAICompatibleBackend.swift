@@ -203,6 +203,10 @@ public final class OpenAICompatibleBackend: ModelBackend {
             return .cancelled
         case .failure(.timeout(let message)):
             return .retry(kind: "timeout", message: message, retryAfter: nil, signal: .overload)
+        case .failure(.connection(let message)):
+            // A server that refuses or drops connections is down or drowning: send it less, so
+            // the other base URLs take the work.
+            return .retry(kind: "connection", message: message, retryAfter: nil, signal: .overload)
         case .failure(let failure):
             return .retry(kind: failure.kind, message: failure.description, retryAfter: nil, signal: .neutral)
         case .success(let r):

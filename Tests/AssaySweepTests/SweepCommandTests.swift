@@ -56,6 +56,11 @@ final class SweepCommandTests: XCTestCase {
             XCTAssertEqual(status, 0, second.errors)
             XCTAssertEqual(server.statistics.chatRequests - asked, 1500 - afterKill, "the rerun asks exactly for what is missing")
             XCTAssertTrue(second.output.contains("mmstar"), second.output)
+            // The progress line on stderr (plain lines when stderr is not a terminal) and the summary.
+            XCTAssertTrue(second.errors.contains("1500/1500 100%") && second.errors.contains("req/s") && second.errors.contains("ETA done")
+                          && second.errors.contains("errors 0"), second.errors)
+            XCTAssertTrue(second.errors.contains("stored before"), second.errors)
+            XCTAssertTrue(second.output.contains("100.00"), second.output)
         }
         XCTAssertEqual(try Self.count(db, "SELECT COUNT(*) FROM responses"), 1500)
         XCTAssertEqual(try Self.count(db, "SELECT COUNT(*) FROM (SELECT DISTINCT suite_id, item_id, sample_index FROM responses)"), 1500)
@@ -158,6 +163,30 @@ final class SweepCommandTests: XCTestCase {
         }
         // The variable's name is recorded, so a rerun knows where the key came from.
         XCTAssertTrue(try Store(path: db.path).requireRun("cand").notes.contains("ASSAY_TEST_API_KEY"))
+    }
+
+    func testShardSweepsMergeWithTheMergeCommand() async throws {
+        let dir = try Fixtures.temporaryDirectory(for: self)
+        let fixture = try MMStarFixture.make(in: dir)
+        try await withServer(responder: AnswerKeyResponder(answers: fixture.answers)) { server in
+            for index in 1...2 {
+                let shard = try AssayProcess(
+                    sweepArguments(db: dir.appendingPathComponent("shard\(index).sqlite"), run: "m", data: fixture.itemsFile,
+                                   url: server.baseURL, extra: ["--limit", "200", "--shard", "\(index)/2"]),
+                    logs: dir, name: "shard\(index)")
+                let status = try await shard.wait()
+                XCTAssertEqual(status, 0, shard.errors)
+                XCTAssertTrue(shard.output.contains("100.00"), shard.output)
+            }
+        }
+        let merged = dir.appendingPathComponent("merged.sqlite")
+        let merge = try AssayProcess(["merge", "--db", merged.path, dir.appendingPathComponent("shard1.sqlite").path,
+                                      dir.appendingPathComponent("shard2.sqlite").path], logs: dir, name: "merge")
+        let status = try await merge.wait()
+        XCTAssertEqual(status, 0, merge.errors)
+        XCTAssertTrue(merge.output.contains("run m: 100 added"), merge.output)
+        XCTAssertTrue(merge.output.contains("m mmstar: 100.00  (n 200, unparsed 0, missing 0)"), merge.output)
+        XCTAssertEqual(try Self.count(merged, "SELECT COUNT(*) FROM responses"), 200)
     }
 
     func testDataFileNeedsExactlyOneSuite() async throws {

@@ -239,3 +239,32 @@ final class SweepTests: XCTestCase {
         for ordinal in 0..<40 { XCTAssertEqual(shards.filter { $0.contains(ordinal: ordinal) }.count, 1) }
     }
 }
+
+/// Several base URLs: requests are spread over them, and one that is down does not stop the sweep.
+final class MultipleEndpointTests: XCTestCase {
+    func testRequestsAreSpreadOverServersAndADeadOneIsRoutedAround() async throws {
+        let dir = try Fixtures.temporaryDirectory(for: self)
+        let fixture = try MMStarFixture.make(in: dir)
+        let store = try Store(path: dir.appendingPathComponent("multi.sqlite").path)
+        let dead = try await closedPort()
+        let responder = AnswerKeyResponder(answers: fixture.answers)
+        try await withServer(responder: responder) { one in
+            try await withServer(responder: responder) { two in
+                let model = try OpenAICompatibleBackend(.init(
+                    baseURLs: [one.baseURL, "http://127.0.0.1:\(dead)", two.baseURL], model: "test-model", timeout: 10,
+                    maxAttempts: 8, initialBackoff: 0.01, maxBackoff: 0.05, maxConcurrency: 8))
+                let summary = try await Sweep(
+                    configuration: SweepConfiguration(run: "multi", suites: [SweepSuite(suite: fixture.suite, dataset: fixture.itemsFile)],
+                                                      limit: 600, concurrency: 24),
+                    backend: model, store: store).run()
+                XCTAssertEqual(summary.suites[0].metrics?.score, 100)
+                XCTAssertEqual(summary.missing, 0)
+                XCTAssertGreaterThan(one.statistics.completions, 150)
+                XCTAssertGreaterThan(two.statistics.completions, 150)
+                XCTAssertEqual(one.statistics.completions + two.statistics.completions, 600)
+                let loads = await model.pool.loads
+                XCTAssertEqual(loads[1].limit, 1, "the dead server's limit fell to the minimum")
+            }
+        }
+    }
+}
