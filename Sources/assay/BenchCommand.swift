@@ -1,4 +1,5 @@
 import ArgumentParser
+import AssayEngine
 import AssayServer
 import Foundation
 
@@ -16,6 +17,8 @@ struct BenchCommand: ParsableCommand {
         @Option(name: .customLong("base-url"), help: "Use a running server instead of the in-process zero-latency one.")
         var baseURL: String?
         @Option(name: .customLong("server-threads"), help: "Event-loop threads of the in-process server.") var serverThreads = 1
+        @Option(name: .customLong("sweep-items"), help: "Also time whole sweeps (render, HTTP, SQLite per response, scoring) of this many synthetic items; 0 skips.")
+        var sweepItems = 3000
 
         func run() async throws {
             let levels = concurrency.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
@@ -29,6 +32,22 @@ struct BenchCommand: ParsableCommand {
                              r.requestsPerSecond, r.cpuSecondsPerThousand))
             }
             print(String(format: "peak memory: %.1f MiB", memory))
+            guard sweepItems > 0 else { return }
+            let sweepServer = try await ChatCompletionsServer.start(models: ["bench"], responder: ConstantResponder(text: "A"), threads: serverThreads)
+            let sweeps: [SweepBenchmark.Result]
+            do {
+                sweeps = try await SweepBenchmark.run(baseURL: baseURL ?? sweepServer.baseURL, model: "bench", items: sweepItems,
+                                                      concurrencies: levels.filter { $0 > 1 })
+            } catch {
+                await sweepServer.shutdown()
+                throw error
+            }
+            await sweepServer.shutdown()
+            print("whole sweep (one SQLite transaction per response, then scoring):")
+            print("concurrency  responses  seconds   resp/s  score")
+            for r in sweeps {
+                print(String(format: "%11d  %9d  %7.2f  %7.0f  %5.1f", r.concurrency, r.requests, r.seconds, r.requestsPerSecond, r.score))
+            }
         }
     }
 }
