@@ -212,7 +212,7 @@ public struct Sweep: Sendable {
                     }
                     if config.reuseAcrossRuns, let cached = try store.reusableResponse(
                         cacheKey: key, suiteID: suite.id, itemID: item.id, sampleIndex: sample) {
-                        try store.recordResponse(runID: run.id, NewResponse(
+                        try await store.recordResponse(runID: run.id, NewResponse(
                             suiteID: suite.id, itemID: item.id, sampleIndex: sample, cacheKey: key, response: cached))
                         summaries[suiteIndex].reused += 1
                         continue
@@ -244,7 +244,7 @@ public struct Sweep: Sendable {
                 group.addTask {
                     let response = try await backend.generate(job.request)
                     // Stored the moment it arrives, in its own transaction.
-                    try store.recordResponse(runID: runID, NewResponse(
+                    try await store.recordResponse(runID: runID, NewResponse(
                         suiteID: suiteIDs[job.suiteIndex], itemID: job.itemID, sampleIndex: job.sampleIndex,
                         cacheKey: job.cacheKey, response: response))
                     return (job.suiteIndex, response)

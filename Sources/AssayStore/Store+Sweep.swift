@@ -107,6 +107,13 @@ extension Store {
         try pool.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
     }
 
+    /// `recordResponse` for async callers: the write runs on the store's writer queue while the
+    /// calling task is suspended, so a sweep's HTTP tasks keep the (few) cooperative threads.
+    @discardableResult
+    public func recordResponse(runID: Int64, _ response: NewResponse) async throws -> Int64 {
+        try await pool.write { db in try Self.upsertResponse(runID: runID, response, db) }
+    }
+
     /// The integer a read-only query returns (counts for diagnostics and tests).
     public func integer(_ sql: String) throws -> Int {
         try pool.read { db in try Int.fetchOne(db, sql: sql) ?? 0 }
