@@ -280,3 +280,13 @@ public final class OpenAICompatibleBackend: ModelBackend {
         return message.replacingOccurrences(of: key, with: "[redacted]")
     }
 }
+
+extension OpenAICompatibleBackend.Configuration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Everything but the key, so printing or dumping a configuration cannot leak it.
+    public var description: String {
+        "OpenAICompatibleBackend.Configuration(baseURLs: \(baseURLs), model: \(model), apiKey: \(apiKey == nil ? "none" : "[redacted]"), "
+            + "timeout: \(timeout), maxAttempts: \(maxAttempts), maxConcurrency: \(maxConcurrency))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}

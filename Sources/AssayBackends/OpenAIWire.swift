@@ -179,6 +179,7 @@ public enum OpenAIWire {
 
     /// `GET /v1/models` body.
     public struct ModelList: Codable, Sendable, Hashable {
+        /// One served model.
         public struct Entry: Codable, Sendable, Hashable {
             public var id: String
             public var object: String?
@@ -200,6 +201,7 @@ public enum OpenAIWire {
 
     /// `{"error": {"message": …, "type": …}}`, the body of a failed request.
     public struct ErrorBody: Codable, Sendable, Hashable {
+        /// The message and type of the error.
         public struct Detail: Codable, Sendable, Hashable {
             public var message: String
             public var type: String?

@@ -8,6 +8,7 @@ import Foundation
 /// cache keys, HTTP, one SQLite transaction per response, then scoring. Part of
 /// `assay bench http`, to show the harness is not what limits a fast inference server.
 public enum SweepBenchmark {
+    /// The figures for one concurrency level.
     public struct Result: Sendable, Hashable {
         public var concurrency: Int
         public var requests: Int

@@ -39,7 +39,7 @@ public struct ServerStatistics: Sendable, Hashable {
     public var attemptsByRequest: [String: Int] = [:]
     /// The shortest time between a 429 and the next attempt of the same request, in seconds.
     public var shortestRetryAfterGap: Double?
-    /// Every `Authorization` header value received that did not match (for leak checks).
+    /// Distinct requests seen (retries of one request count once).
     public var distinctRequests: Int { attemptsByRequest.count }
 }
 

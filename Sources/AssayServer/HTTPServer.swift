@@ -114,7 +114,12 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             self.head = head
             body = nil
         case .body(var chunk):
-            if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
+            if var collected = body {
+                collected.writeBuffer(&chunk)
+                body = collected
+            } else {
+                body = chunk
+            }
         case .end:
             guard let head else { return }
             self.head = nil

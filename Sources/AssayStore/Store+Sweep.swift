@@ -34,6 +34,7 @@ public struct JudgementRecord: Sendable, Hashable {
 
 /// How a run's suite was judged: by which judge, or explicitly not (`--no-judge`).
 public struct SuiteJudging: Sendable, Hashable {
+    /// `judge`: unparsed responses went to a judge; `off`: the user chose rules only.
     public enum Mode: String, Sendable, Hashable { case judge, off }
     public var suiteID: String
     public var mode: Mode

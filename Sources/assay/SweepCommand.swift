@@ -94,7 +94,14 @@ struct SweepCommand: AsyncParsableCommand {
                 apiKey: try Self.readKey(judgeAPIKeyEnv), timeout: timeout, maxAttempts: maxAttempts, maxConcurrency: concurrency)))
         }
 
-        var notes = ["command": "sweep", "base_urls": urls.joined(separator: ","), "concurrency": String(concurrency)]
+        // URLs as recorded with the run: any user:password part is dropped.
+        let recordedURLs = urls.map { text -> String in
+            guard var parts = URLComponents(string: text) else { return "(unparsable URL)" }
+            parts.user = nil
+            parts.password = nil
+            return parts.string ?? "(unparsable URL)"
+        }
+        var notes = ["command": "sweep", "base_urls": recordedURLs.joined(separator: ","), "concurrency": String(concurrency)]
         if let apiKeyEnv { notes["api_key_env"] = apiKeyEnv }  // the variable's name, never its value
         if let limit { notes["limit"] = String(limit) }
         if let shard { notes["shard"] = shard }

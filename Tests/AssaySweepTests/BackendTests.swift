@@ -189,3 +189,13 @@ final class AdaptiveConcurrencyTests: XCTestCase {
         XCTAssertEqual(Double(counts[.dropConnection] ?? 0) / 20_000, 0.01, accuracy: 0.004)
     }
 }
+
+final class KeyRedactionTests: XCTestCase {
+    func testPrintingAConfigurationNeverShowsTheKey() {
+        let configuration = OpenAICompatibleBackend.Configuration(baseURLs: ["http://h"], model: "m", apiKey: "sk-very-secret")
+        for text in ["\(configuration)", String(reflecting: configuration), { var s = ""; dump(configuration, to: &s); return s }()] {
+            XCTAssertFalse(text.contains("sk-very-secret"), text)
+            XCTAssertTrue(text.contains("[redacted]"), text)
+        }
+    }
+}
