@@ -40,9 +40,27 @@ public final class Store: Sendable {
         configuration.busyMode = .timeout(30)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Schema.migrator.migrate(pool)
+            try Self.migrate(pool)
         } catch {
             throw StoreError.cannotOpen(path: path, "\(error)")
+        }
+    }
+
+    /// Applies pending migrations. GRDB reads which migrations are applied before it takes the
+    /// write lock, so two processes opening one new file at once (two sweeps started together)
+    /// can both try the first migration; the loser fails on "table already exists". Once the
+    /// winner has committed, a second look finds nothing left to do.
+    static func migrate(_ pool: DatabasePool) throws {
+        var attempt = 0
+        while true {
+            do {
+                try Schema.migrator.migrate(pool)
+                return
+            } catch {
+                attempt += 1
+                if attempt >= 5 { throw error }
+                Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
+            }
         }
     }
 

@@ -205,3 +205,21 @@ final class SweepCommandTests: XCTestCase {
         return try store.integer(sql)
     }
 }
+
+/// Several processes opening one new database file at the same moment all get a migrated store.
+final class ConcurrentOpenTests: XCTestCase {
+    func testProcessesCreatingOneDatabaseTogetherAllSucceed() async throws {
+        let dir = try Fixtures.temporaryDirectory(for: self)
+        for round in 0..<3 {
+            let db = dir.appendingPathComponent("fresh\(round).sqlite")
+            let processes = try (0..<4).map { i in
+                try AssayProcess(["metrics", "--db", db.path, "--run", "none"], logs: dir, name: "open\(round)-\(i)")
+            }
+            for process in processes {
+                _ = try await process.wait()
+                // `metrics` of an unknown run fails, but only after the store opened and migrated.
+                XCTAssertTrue(process.errors.contains("no run named 'none'"), process.errors)
+            }
+        }
+    }
+}
