@@ -109,7 +109,8 @@ struct SweepCommand: AsyncParsableCommand {
         let configuration = SweepConfiguration(
             run: runName, suites: entries,
             params: GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
-            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) }, concurrency: concurrency,
+            // The backend limits each server to --concurrency; the sweep keeps enough requests for all of them.
+            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) }, concurrency: concurrency * urls.count,
             reuseAcrossRuns: !noReuse, judge: judge, notes: notes)
 
         let bar = ProgressBar()
