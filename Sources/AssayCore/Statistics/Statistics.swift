@@ -125,7 +125,19 @@ public enum Statistics {
         let n = b + c
         guard n > 0 else { return 1 }
         let k = min(b, c)
-        // P(X <= k) for X ~ Binomial(n, 1/2), summed in log space.
+        // A tail that reaches the middle is at least 1/2: the two-sided p is 1.
+        if 2 * k + 1 >= n { return 1 }
+        if n <= 1000 {
+            // P(X <= k) for X ~ Binomial(n, 1/2), term by term: C(n, i+1) = C(n, i)(n-i)/(i+1).
+            var term = pow(0.5, Double(n))
+            var tail = term
+            for i in 0..<k {
+                term *= Double(n - i) / Double(i + 1)
+                tail += term
+            }
+            return min(1, 2 * tail)
+        }
+        // Large n: sum in log space so 0.5^n does not underflow.
         var logTerms: [Double] = []
         logTerms.reserveCapacity(k + 1)
         let logHalfN = Double(n) * log(0.5)
