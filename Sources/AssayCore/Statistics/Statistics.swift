@@ -47,7 +47,8 @@ public enum Statistics {
                 let current = sums[unit.stratum] ?? (0, 0)
                 sums[unit.stratum] = (current.0 + unit.value, current.1 + 1)
             }
-            return sums.values.reduce(0) { $0 + $1.0 / Double($1.1) } / Double(sums.count)
+            // Summed in a fixed order so equal inputs give bit-equal headlines.
+            return sums.keys.sorted().reduce(0) { $0 + sums[$1]!.0 / Double(sums[$1]!.1) } / Double(sums.count)
         }
     }
 
