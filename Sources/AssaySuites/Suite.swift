@@ -17,6 +17,9 @@ public protocol SuiteScorer: Sendable {
     func templateVariables(for item: Item) -> [String: String]
     /// Finds the answer in a raw response. Never guesses: unparsed is an outcome.
     func extract(_ response: String, item: Item) -> Extraction
+    /// Reads an extraction that came with imported predictions (scored as is); a benchmark's own
+    /// "failed" marker becomes `unparsed`.
+    func imported(_ extraction: String, item: Item) -> Extraction
     /// Scores an extraction (an unparsed extraction scores 0).
     func score(_ extraction: Extraction, item: Item) -> ItemScore
     /// Resampling units for the headline and its confidence intervals (default: one per item).
@@ -28,6 +31,10 @@ public protocol SuiteScorer: Sendable {
 extension SuiteScorer {
     public func prepare(_ item: inout Item, row: DatasetRow) throws {}
     public func expand(_ item: Item) throws -> [Item] { [item] }
+    public func imported(_ extraction: String, item: Item) -> Extraction {
+        extraction.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            ? .unparsed(reason: "empty imported extraction") : .answer(extraction, method: "imported")
+    }
     public func templateVariables(for item: Item) -> [String: String] { [:] }
     public func bootstrapUnits(_ results: [ScoredItem], stratum: (Item) -> String) -> [BootstrapUnit] {
         results.map { BootstrapUnit(id: $0.item.id, stratum: stratum($0.item), value: $0.score.value) }
@@ -102,6 +109,10 @@ public struct Suite: Sendable {
 
     public func extract(_ response: String, item: Item) -> Extraction {
         scorer.extract(response, item: item)
+    }
+
+    public func imported(_ extraction: String, item: Item) -> Extraction {
+        scorer.imported(extraction, item: item)
     }
 
     public func score(_ extraction: Extraction, item: Item) -> ItemScore {

@@ -22,7 +22,7 @@ func scoreRaw(_ suite: Suite, items: [Item], predictions: [String: String], extr
     var results: [ScoredItem] = []
     for item in items {
         guard let text = predictions[item.id] else { continue }
-        let extraction: Extraction = extracted ? .answer(text, method: "imported") : suite.extract(text, item: item)
+        let extraction: Extraction = extracted ? suite.imported(text, item: item) : suite.extract(text, item: item)
         results.append(ScoredItem(item: item, extraction: extraction, score: suite.score(extraction, item: item)))
     }
     var metrics = suite.aggregate(results)
