@@ -54,7 +54,7 @@ public enum DeltaChart {
         while tick <= high {
             let tx = x(tick)
             out += "<line x1=\"\(f(tx))\" y1=\"\(f(top - 4))\" x2=\"\(f(tx))\" y2=\"\(f(height - 32))\" stroke=\"#e3e3e3\"/>"
-            out += "<text x=\"\(f(tx))\" y=\"\(f(height - 18))\" text-anchor=\"middle\" fill=\"#555\">\(format(tick))</text>\n"
+            out += "<text x=\"\(f(tx))\" y=\"\(f(height - 18))\" text-anchor=\"middle\" fill=\"#555\">\(format(tick, step: step))</text>\n"
             tick += step
         }
         out += "<line x1=\"\(f(x(0)))\" y1=\"\(f(top - 4))\" x2=\"\(f(x(0)))\" y2=\"\(f(height - 32))\" stroke=\"#333\"/>\n"
@@ -89,7 +89,11 @@ public enum DeltaChart {
     }
 
     static func f(_ v: Double) -> String { String(format: "%.1f", v) }
-    static func format(_ v: Double) -> String { abs(v) < 1e-9 ? "0" : String(format: abs(v) < 10 ? "%.1f" : "%.0f", v) }
+    /// Tick labels with as many decimals as the step needs.
+    static func format(_ v: Double, step: Double) -> String {
+        if abs(v) < step * 1e-6 { return "0" }
+        return String(format: step >= 1 ? "%.0f" : (step >= 0.1 ? "%.1f" : "%.2f"), v)
+    }
     static func signed(_ v: Double) -> String { (v >= 0 ? "+" : "") + String(format: "%.2f", v) }
 
     static func escape(_ s: String) -> String {
