@@ -12,8 +12,7 @@ struct ReportCommand: ParsableCommand {
     @Option(help: "Base run.") var base: String
     @Option(help: "Runs to compare with the base (comma-separated).") var runs: String
     @Option(help: "Output Markdown file (default: Reports/<runs>-vs-<base>.md).") var out: String?
-    @Option(help: "Bootstrap resamples.") var resamples = 10_000
-    @Option(help: "Bootstrap seed.") var seed: UInt64 = 0
+    @OptionGroup var bootstrap: BootstrapOptions
 
     func run() throws {
         let names = runs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -23,7 +22,7 @@ struct ReportCommand: ParsableCommand {
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
         let report = try MarkdownReport.build(
             store: try database.open(), catalog: try suites.catalog(), base: base, runs: names,
-            chartFileName: chart, resamples: resamples, seed: seed)
+            chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
         try report.write(to: url)
         print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")
     }
