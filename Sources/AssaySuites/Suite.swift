@@ -73,6 +73,19 @@ public struct Suite: Sendable {
         try ItemBuilder(manifest: manifest, scorer: scorer, file: file, images: images).build()
     }
 
+    /// Items of a suite whose data Assay generates itself (`source.format: generated`), with their
+    /// checksum; `nil` for suites that read a dataset file. `count` overrides the manifest's.
+    public func generatedItems(count: Int? = nil) throws -> (items: [LoadedItem], sha256: String)? {
+        guard let source = manifest.source, source.format == "generated" else { return nil }
+        switch source.name ?? manifest.id {
+        case "sanity":
+            let items = try SanityGenerator.items(count: count ?? source.count ?? 200, seed: source.seed ?? 0)
+            return (items, SanityGenerator.checksum(items))
+        default:
+            throw SuiteError.manifest(file: manifest.directory ?? manifest.id, "unknown generator '\(source.name ?? "")'")
+        }
+    }
+
     // MARK: Prompt
 
     /// The chat messages for an item: an optional system message, then one user turn with the
