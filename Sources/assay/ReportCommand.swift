@@ -5,19 +5,19 @@ import Foundation
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Render a Markdown report (with an SVG chart beside it) of runs against a base run.")
+        abstract: "Render a Markdown report (with an SVG chart beside it): runs against a base run, or runs on their own.")
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var suites: SuiteOptions
-    @Option(help: "Base run.") var base: String
-    @Option(help: "Runs to compare with the base (comma-separated).") var runs: String
-    @Option(help: "Output Markdown file (default: Reports/<runs>-vs-<base>.md).") var out: String?
+    @Option(help: "Base run; without it the report shows the runs' scores on their own.") var base: String?
+    @Option(help: "Runs to report (comma-separated).") var runs: String
+    @Option(help: "Output Markdown file (default: Reports/<runs>[-vs-<base>].md).") var out: String?
     @OptionGroup var bootstrap: BootstrapOptions
 
     func run() throws {
         let names = runs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw ValidationError("--runs needs at least one run name") }
-        let path = out ?? "Reports/\(names.joined(separator: "+"))-vs-\(base).md"
+        let path = out ?? "Reports/\(names.joined(separator: "+"))" + (base.map { "-vs-\($0)" } ?? "") + ".md"
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
         let report = try MarkdownReport.build(

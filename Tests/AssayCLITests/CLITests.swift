@@ -98,6 +98,14 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(markdown.contains(needle), "report lacks '\(needle)':\n\(markdown)")
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/report.svg").path))
+
+        // Without a base: the runs' own scores, intervals and per-category tables.
+        let scores = directory.appendingPathComponent("out/scores.md")
+        try assay(["report", "--db", db, "--runs", "gpt4o,llava7b", "--out", scores.path, "--resamples", "500"])
+        let table = try String(contentsOf: scores, encoding: .utf8)
+        for needle in ["| blink | macro accuracy over the 14 subtasks | 60.04 |", "#### blink by category", "| Counting | 49.17 | 40.00 |", "![Scores](scores.svg)"] {
+            XCTAssertTrue(table.contains(needle), "scores report lacks '\(needle)':\n\(table)")
+        }
     }
 
     func testErrorsAreReportedWithFileAndLineAndAFailingStatus() throws {

@@ -7,12 +7,12 @@ import FoundationXML
 #endif
 import XCTest
 
-final class DeltaChartTests: XCTestCase {
+final class BarChartTests: XCTestCase {
     func testChartHasABarPerRunAndSuiteAndEscapesNames() throws {
-        let svg = DeltaChart.svg(
+        let svg = BarChart.svg(
             suites: ["blink", "mmmu"],
-            series: [.init(run: "critic<r1>", deltas: ["blink": 5.2, "mmmu": -1.5], intervals: ["blink": (2.0, 8.0)]),
-                     .init(run: "base+sft", deltas: ["blink": 1.0])])
+            series: [.init(run: "critic<r1>", values: ["blink": 5.2, "mmmu": -1.5], intervals: ["blink": (2.0, 8.0)]),
+                     .init(run: "base+sft", values: ["blink": 1.0])])
         XCTAssertTrue(svg.hasPrefix("<svg"))
         XCTAssertTrue(svg.contains("critic&lt;r1&gt;"))
         XCTAssertFalse(svg.contains("critic<r1>"))
@@ -25,8 +25,8 @@ final class DeltaChartTests: XCTestCase {
     }
 
     func testNiceSteps() {
-        XCTAssertEqual(DeltaChart.niceStep(0.7), 1)
-        XCTAssertEqual(DeltaChart.niceStep(3.1), 5)
-        XCTAssertEqual(DeltaChart.niceStep(12), 20)
+        XCTAssertEqual(BarChart.niceStep(0.7), 1)
+        XCTAssertEqual(BarChart.niceStep(3.1), 5)
+        XCTAssertEqual(BarChart.niceStep(12), 20)
     }
 }

@@ -1,17 +1,17 @@
 import Foundation
 
-/// A horizontal bar chart of per-suite deltas (one bar per run and suite), as standalone SVG.
-public enum DeltaChart {
+/// A horizontal bar chart (one bar per run and suite: deltas, or scores), as standalone SVG.
+public enum BarChart {
     public struct Series: Sendable {
         public var run: String
-        /// Delta in points by suite id.
-        public var deltas: [String: Double]
+        /// Value in points by suite id.
+        public var values: [String: Double]
         /// Optional 95% interval by suite id, drawn as a whisker.
         public var intervals: [String: (Double, Double)]
 
-        public init(run: String, deltas: [String: Double], intervals: [String: (Double, Double)] = [:]) {
+        public init(run: String, values: [String: Double], intervals: [String: (Double, Double)] = [:]) {
             self.run = run
-            self.deltas = deltas
+            self.values = values
             self.intervals = intervals
         }
     }
@@ -26,7 +26,7 @@ public enum DeltaChart {
         let width = labelWidth + plotWidth + rightPad
         var values: [Double] = [0]
         for s in series {
-            values += s.deltas.values
+            values += s.values.values
             values += s.intervals.values.flatMap { [$0.0, $0.1] }
         }
         let finite = values.filter(\.isFinite)
@@ -63,7 +63,7 @@ public enum DeltaChart {
             let mid = y0 + Double(series.count) * (barHeight + barGap) / 2
             out += "<text x=\"\(f(labelWidth - 8))\" y=\"\(f(mid + 4))\" text-anchor=\"end\">\(escape(suite))</text>\n"
             for (index, s) in series.enumerated() {
-                guard let delta = s.deltas[suite], delta.isFinite else { continue }
+                guard let delta = s.values[suite], delta.isFinite else { continue }
                 let y = y0 + Double(index) * (barHeight + barGap)
                 let x0 = min(x(0), x(delta)), w = abs(x(delta) - x(0))
                 out += "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(max(w, 0.5)))\" height=\"\(f(barHeight))\" fill=\"\(palette[index % palette.count])\"><title>\(escape(s.run)) \(escape(suite)): \(signed(delta))</title></rect>"
