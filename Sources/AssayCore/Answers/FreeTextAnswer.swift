@@ -5,8 +5,11 @@ import Foundation
 /// applies (`<think>` blocks removed, a final `\boxed{}` preferred). Nothing else is cut away,
 /// because the official matchers (substring, ANLS, relaxed accuracy) compare the whole prediction.
 public enum FreeTextAnswer {
-    public static func extract(_ response: String) -> Extraction {
-        let (text, source) = ReasoningText.finalAnswer(response)
+    /// `preferBoxed: false` keeps a `\boxed{}` as part of the text, for transcription tasks where
+    /// the box is content (OCRBench's handwritten formulas include `\boxed { 3 }`); substring
+    /// rules still find an answer the model boxed.
+    public static func extract(_ response: String, preferBoxed: Bool = true) -> Extraction {
+        let (text, source) = preferBoxed ? ReasoningText.finalAnswer(response) : (ReasoningText.stripThink(response), "text")
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty {
             return .unparsed(reason: response.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty

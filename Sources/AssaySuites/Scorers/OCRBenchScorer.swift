@@ -30,8 +30,11 @@ public struct OCRBenchScorer: SuiteScorer {
         }
     }
 
+    /// The response after `<think>` removal. A `\boxed{}` is not singled out: transcribed
+    /// formulas contain boxes (one HME100k gold is `3 2 + 5 = \boxed { 3 } \boxed { 7 }`), and the
+    /// substring rule finds a boxed answer anyway.
     public func extract(_ response: String, item: Item) -> Extraction {
-        FreeTextAnswer.extract(response)
+        FreeTextAnswer.extract(response, preferBoxed: false)
     }
 
     static func isHandwrittenMath(_ item: Item) -> Bool {
