@@ -84,10 +84,12 @@ final class DocumentVQATests: XCTestCase {
     }
 
     func testMissingQuestionColumnIsADatasetErrorNamingFileAndLine() throws {
-        let suite = try SuiteHarness.suite("infovqa")
-        let error = try XCTUnwrap(try SuiteHarness.datasetError(suite, rows: [Self.rows[0], ["index": 3, "answer": "['x']"]], test: self))
-        XCTAssertEqual(error.line, 2)
-        XCTAssertTrue(error.message.contains("question"), error.description)
+        for id in ["docvqa", "infovqa"] {
+            let suite = try SuiteHarness.suite(id)
+            let error = try XCTUnwrap(try SuiteHarness.datasetError(suite, rows: [Self.rows[0], ["index": 3, "answer": "['x']"]], test: self))
+            XCTAssertEqual(error.line, 2, id)
+            XCTAssertTrue(error.message.contains("question"), error.description)
+        }
     }
 
     func testPromptSnapshots() throws {

@@ -97,6 +97,18 @@ final class OCRBenchTests: XCTestCase {
         XCTAssertTrue(error.message.contains("category"), error.description)
     }
 
+    func testTSVWithoutTheCategoryColumnIsADatasetErrorOnItsHeader() throws {
+        let suite = try SuiteHarness.suite("ocrbench")
+        let url = try Fixtures.temporaryDirectory(for: self).appendingPathComponent("OCRBench.tsv")
+        try "index\tquestion\tanswer\n0\twhat is written in the image?\t['CENTRE']\n".write(to: url, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try suite.loadItems(from: try DatasetFile.read(url), images: .hashOnly)) { error in
+            guard let error = error as? DatasetError else { return XCTFail("not a DatasetError: \(error)") }
+            XCTAssertEqual(error.file, url.path)
+            XCTAssertEqual(error.line, 1)
+            XCTAssertTrue(error.message.contains("'category'"), error.description)
+        }
+    }
+
     func testPromptSnapshot() throws {
         let suite = try SuiteHarness.suite("ocrbench")
         let rows: [[String: Any]] = [["index": 2843, "question": "what is written in the image?", "answer": "['CENTRE']",

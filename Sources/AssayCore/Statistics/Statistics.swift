@@ -2,9 +2,10 @@ import Foundation
 
 /// How a suite's headline is computed from its bootstrap units.
 public enum HeadlineStatistic: String, Codable, Sendable {
-    /// The mean over all units (plain accuracy).
+    /// The mean over all units (plain accuracy); Σ value / Σ weight when units carry weights.
     case mean
-    /// The unweighted mean over strata of each stratum's mean (BLINK's macro over subtasks).
+    /// The unweighted mean over strata of each stratum's mean (BLINK's macro over subtasks), each
+    /// stratum's mean being Σ value / Σ weight of its units.
     case macroMean = "macro_mean"
 }
 
