@@ -48,7 +48,8 @@ let package = Package(
         .target(name: "AssayTestSupport", path: "Tests/AssayTestSupport"),
 
         .testTarget(name: "AssayCoreTests", dependencies: ["AssayCore", "AssayTestSupport"]),
-        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore", "AssayTestSupport"]),
+        // Snapshots/ holds the checked-in prompt snapshots that assertSnapshot compares against.
+        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore", "AssayTestSupport"], exclude: ["Snapshots"]),
         .testTarget(name: "AssayStoreTests", dependencies: ["AssayStore", "AssayCore", "AssayTestSupport"]),
         .testTarget(
             name: "AssayEngineTests",
