@@ -10,7 +10,7 @@ import Foundation
 /// 2. `answer_phrase`: the last "answer is …", "Answer: …", "options … are …" followed by a
 ///    letter list.
 /// 3. `number`: the whole answer is one integer (a few LogicVista answers are numbers).
-/// 4. the single-letter rules of `ChoiceExtraction` (leading letter, letter token, …).
+/// 4. the single-letter rules of `ChoiceExtraction` (leading letter, letter token, option text).
 /// Otherwise `unparsed`: the official GPT extractor's "Z" (no option chosen) is never guessed.
 /// The answer is written `B, D` (sorted, upper-case).
 public enum LetterSet {
@@ -27,7 +27,7 @@ public enum LetterSet {
         Array(Set(letters)).sorted().joined(separator: ", ")
     }
 
-    public static func extract(_ response: String, labels: [String]) -> Extraction {
+    public static func extract(_ response: String, labels: [String], options: [AnswerOption] = []) -> Extraction {
         let (text, source) = ReasoningText.finalAnswer(response)
         let prefix = source == "boxed" ? "boxed_" : ""
         let cleaned = ChoiceExtraction.clean(text)
@@ -45,7 +45,7 @@ public enum LetterSet {
         if wholeNumber.matchesEntirely(cleaned) {
             return .answer(cleaned, method: prefix + "number")
         }
-        switch ChoiceExtraction.extract(text, labels: labels) {
+        switch ChoiceExtraction.extract(text, labels: labels, options: options) {
         case .answer(let letter, let method):
             return .answer(letter, method: method)
         case .unparsed(let reason):
@@ -66,46 +66,41 @@ public enum LetterSet {
     /// Text after an answer phrase, up to the end of its line.
     private static let answerPhrase = Pattern(
         #"(?i:final answers?|correct answers?|correct options?|correct choices?|answers?|options?|choices?)(?:\s+(?i:is|are|would be|should be|will be))?\s*[:：]?\s*([^\n]*)"#)
-    private static let separators = Pattern(#"^(?:\s*(?:,|;|/|&|\+|and|or|und)\s*|\s+)$"#, caseInsensitive: true)
+    private static let conjunctions = Pattern(#"\b(?:and|or)\b"#, caseInsensitive: true)
 
-    /// Letters separated by commas, "and", spaces or nothing, each optionally in parentheses, with
-    /// nothing else around them but a final period.
+    /// Letters separated by commas, "and", spaces or nothing (`BD`), each optionally in
+    /// parentheses or followed by `)`, `.` or `:`, with nothing else around them but a final period.
+    /// Lower-case letters count only as separate one-letter words (`b, d`, never `bad`).
     static func letterList(_ text: String, labels: Set<String>, allowLowercase: Bool) -> [String]? {
         var body = text.trimmingCharacters(in: .whitespacesAndNewlines)
         while let last = body.last, last == "." || last == "!" { body.removeLast() }
         guard !body.isEmpty else { return nil }
-        // "B) B." and "(B) B" repeat one letter: read the tokens, not the characters.
+        body = conjunctions.replacing(in: body, with: " ")
+        for separator in [",", ";", "/", "&", "+"] { body = body.replacingOccurrences(of: separator, with: " ") }
         var letters: [String] = []
-        var rest = Substring(body)
-        while !rest.isEmpty {
-            rest = rest.drop(while: { $0 == " " })
-            guard let token = rest.first else { break }
-            if token == "(" || token == "[" {
-                let inner = rest.dropFirst()
-                guard let letter = inner.first, let close = inner.dropFirst().first, close == ")" || close == "]" else { return nil }
-                guard let label = normalizedLabel(letter, labels: labels, allowLowercase: allowLowercase) else { return nil }
+        for token in TextMatching.words(body) {
+            var core = Substring(token)
+            if core.first == "(" || core.first == "[" { core = core.dropFirst() }
+            while let last = core.last, last == ")" || last == "]" || last == "." || last == ":" { core = core.dropLast() }
+            guard !core.isEmpty else { return nil }
+            if core.count == 1, let c = core.first, let label = normalizedLabel(c, labels: labels, allowLowercase: allowLowercase) {
                 letters.append(label)
-                rest = inner.dropFirst(2)
-            } else if let label = normalizedLabel(token, labels: labels, allowLowercase: allowLowercase) {
-                letters.append(label)
-                rest = rest.dropFirst()
-                if rest.first == ")" || rest.first == "." || rest.first == ":" { rest = rest.dropFirst() }
+            } else if core.count > 1, core.allSatisfy({ labels.contains(String($0)) }) {
+                letters += core.map(String.init)
             } else {
                 return nil
             }
-            // A separator, or the next letter directly ("BD").
-            let separatorEnd = rest.firstIndex(where: { normalizedLabel($0, labels: labels, allowLowercase: allowLowercase) != nil || $0 == "(" || $0 == "[" }) ?? rest.endIndex
-            let separator = String(rest[rest.startIndex..<separatorEnd])
-            if !separator.isEmpty, !separators.matchesEntirely(separator) { return nil }
-            rest = rest[separatorEnd...]
         }
         guard !letters.isEmpty else { return nil }
-        // Lower-case letters only count as a list of one ("b") or as separate words ("b, d"),
-        // never as an ordinary word.
-        if body.count > 1, body.allSatisfy({ $0.isLowercase }) { return nil }
         var unique: [String] = []
         for letter in letters where !unique.contains(letter) { unique.append(letter) }
         return unique
+    }
+
+    /// The letters of `text` when it is nothing but a list of option letters (`C\nD`, `(B)`,
+    /// `A, C`), upper-case only; `nil` otherwise.
+    public static func letters(in text: String, labels: [String]) -> [String]? {
+        letterList(text, labels: Set(labels), allowLowercase: false)
     }
 
     /// A letter list at the start of `text`, ending at a period, comma + word, or line end.
