@@ -83,7 +83,7 @@ final class EMMATests: XCTestCase {
             for (pid, row) in results {
                 guard let response = row["response"] as? String, let official = row["true_false"] else { continue }
                 let letters = ["A", "B", "C", "D", "E", "F", "G", "H"]
-                let optionTexts = ListLiteral.parse(row["options"] as? String ?? "") ?? []
+                let optionTexts = (row["options"] as? [String]) ?? ListLiteral.parse(row["options"] as? String ?? "") ?? []
                 let options = optionTexts.prefix(letters.count).enumerated().map { AnswerOption(label: letters[$0.offset], text: $0.element) }
                 let item = Item(id: pid, options: options, answers: ["\(row["answer"] ?? "")"],
                                 metadata: ["type": .string(row["type"] as? String ?? "")])

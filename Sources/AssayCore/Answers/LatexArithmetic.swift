@@ -40,6 +40,8 @@ public enum MathValue: Sendable, Hashable {
 
     static func make(_ p: Int, _ q: Int) -> MathValue? {
         guard q != 0 else { return nil }
+        // abs(Int.min) does not exist: such a fraction continues as a float.
+        if p == Int.min || q == Int.min { return .real(Double(p) / Double(q)) }
         var p = p, q = q
         if q < 0 {
             let (np, o1) = (0).subtractingReportingOverflow(p)
@@ -141,6 +143,7 @@ public enum LatexArithmetic {
     /// simplifies `\sqrt{4}` to the integer 2).
     private static func exactRoot(_ value: MathValue, degree: Int) -> MathValue? {
         guard case .rational(let p, let q) = value, p >= 0, degree >= 1 else { return nil }
+        if degree == 1 { return value }
         func integerRoot(_ n: Int) -> Int? {
             let guess = Int(pow(Double(n), 1 / Double(degree)).rounded())
             for candidate in max(0, guess - 1)...(guess + 1) {
