@@ -140,6 +140,31 @@ final class RewardSuitesTests: XCTestCase {
         XCTAssertEqual(metrics.metrics["official_order_accuracy"], 100)
     }
 
+    /// Verdict shapes of the MT-Bench-style prompt shared by Multimodal RewardBench and
+    /// MM-RLHF-RewardBench: the official example outputs' endings and what judges write around them.
+    func testBracketVerdictsForBothPromptFamilies() throws {
+        let cases: [(String, String?)] = [
+            ("Evaluation:\n- Helpfulness: Both responses are helpful.\n\nFinal verdict: [[B]]", "B"),
+            ("Final Verdict: [[A]]", "A"),
+            ("[[A]]", "A"),
+            ("**[[B]]**", "B"),
+            ("My verdict is \"[[A]]\".", "A"),
+            ("Assistant A misreads the chart; Assistant B is correct.\n\n[[B]]", "B"),
+            ("<think>[[A]] seems right at first, but</think>On reflection: [[B]]", "B"),
+            ("It's a tie: [[C]]", "tie"),
+            ("Assistant B is better.", nil),
+            ("[A]", nil),
+            ("[[D]]", nil),
+            ("", nil),
+        ]
+        for id in ["mm-rewardbench", "mm-rlhf-rewardbench"] {
+            let suite = try SuiteFiles.suite(id)
+            for (response, expected) in cases {
+                XCTAssertEqual(suite.extract(response, item: Item(id: "p")).answer, expected, "\(id): \(response)")
+            }
+        }
+    }
+
     // MARK: - MM-RLHF-RewardBench
 
     func testMMRLHFAccPlusNeedsEveryPairOfAPrompt() throws {

@@ -35,7 +35,7 @@ final class ScreenSpotTests: XCTestCase {
 
     /// The answer formats grounding models use (pyautogui calls as VLMEvalKit asks, SeeClick's
     /// normalised point, Qwen-VL and Qwen2-VL boxes in thousandths, Qwen2.5-VL JSON, plain boxes).
-    func testClickPointsFromCommonAnswerFormats() {
+    func testClickPointsFromCommonAnswerFormats() throws {
         let cases: [(String, ClickPoint, String)] = [
             ("pyautogui.click(x=150, y=75)", ClickPoint(x: 150, y: 75, scale: .pixel), "xy_keywords"),
             ("pyautogui.click(x=0.15, y=0.15)", ClickPoint(x: 0.15, y: 0.15, scale: .normalized), "xy_keywords"),
@@ -50,8 +50,11 @@ final class ScreenSpotTests: XCTestCase {
             ("x: 0.5, y: 0.25", ClickPoint(x: 0.5, y: 0.25, scale: .normalized), "xy_keywords"),
             ("<think>first (1, 2)?</think>Final: (10, 20)", ClickPoint(x: 10, y: 20, scale: .pixel), "point"),
         ]
-        for (response, point, method) in cases {
-            XCTAssertEqual(ClickPointParser.extract(response), .answer(point.description, method: method), response)
+        for id in ["screenspot", "screenspot-pro"] {
+            let suite = try SuiteFiles.suite(id)
+            for (response, point, method) in cases {
+                XCTAssertEqual(suite.extract(response, item: Item(id: "c")), .answer(point.description, method: method), "\(id): \(response)")
+            }
         }
     }
 
@@ -135,6 +138,10 @@ final class ScreenSpotTests: XCTestCase {
         let noBox = directory.appendingPathComponent("NoBox.tsv")
         try SuiteFiles.writeTSV(["index", "question", "image"], [["0", "q", "x"]], to: noBox)
         SuiteFiles.assertDatasetError({ _ = try SuiteFiles.load(suite, noBox) }, file: noBox.path, line: 1, mentioning: ["bbox", "screenspot"])
+        let pro = directory.appendingPathComponent("ScreenSpot_Pro.tsv")
+        try SuiteFiles.writeTSV(["index", "question", "bbox", "image"], [["0", "q", "[1, 2, 3, 4]", "x"]], to: pro)
+        SuiteFiles.assertDatasetError({ _ = try SuiteFiles.load(try SuiteFiles.suite("screenspot-pro"), pro) }, file: pro.path, line: 1,
+                                      mentioning: ["category", "screenspot-pro"])
         let garbage = directory.appendingPathComponent("Garbage.tsv")
         try SuiteFiles.writeTSV(["index", "question", "bbox", "image"],
                                 [["0", "q", "[1, 2, 3, 4]", Data(repeating: 7, count: 80).base64EncodedString()]], to: garbage)

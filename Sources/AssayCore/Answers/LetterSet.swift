@@ -36,7 +36,7 @@ public enum LetterSet {
         if let letters = letterList(cleaned, labels: labelSet, allowLowercase: true) {
             return .answer(format(letters), method: prefix + "letter_list")
         }
-        let phrases = answerPhrase.allMatches(in: text)
+        let phrases = answerPhrase.findAll(in: text)
         for candidate in phrases.reversed() {
             if let letters = leadingLetterList(candidate, labels: labelSet) {
                 return .answer(format(letters), method: prefix + "answer_phrase")
@@ -121,9 +121,4 @@ public enum LetterSet {
         if allowLowercase, c.isLowercase, labels.contains(s.uppercased()) { return s.uppercased() }
         return nil
     }
-}
-
-extension Pattern {
-    /// Group 1 of every match (the whole match when the pattern has no group).
-    public func allMatches(in text: String) -> [String] { findAll(in: text) }
 }

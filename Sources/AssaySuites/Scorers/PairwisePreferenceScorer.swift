@@ -18,6 +18,7 @@ import Foundation
 ///   `accuracy_excluding_unparsed` (the official `cal.py` drops unmatched judgements);
 /// - MM-RLHF-RewardBench: `acc_plus`, the share of prompts all of whose pairs are judged right.
 public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
+    /// The benchmark whose data keys, prompt labels, verdict rule and extra metrics apply.
     public enum Benchmark: String, Sendable {
         case vlRewardBench = "vl_rewardbench"
         case multimodalRewardBench = "mm_rewardbench"

@@ -16,6 +16,7 @@ import Foundation
 /// - ScreenSpot-Pro: boxes are `[x1, y1, x2, y2]`; items are grouped by application group
 ///   (`category`) and application; the headline is the overall accuracy.
 public struct ScreenSpotScorer: SuiteScorer {
+    /// Which benchmark's box format and breakdowns apply.
     public enum Variant: String, Sendable {
         case screenSpot = "screenspot"
         case pro = "screenspot_pro"
