@@ -22,8 +22,10 @@ public struct VideoMMMUScorer: SuiteScorer, VideoFrameSource {
     static let mcqPrompt = "answer the following multi-choice question. The image for this question is at the end of the video.\n"
     static let openPrompt = "answer the following open-ended question. The image for this question is at the end of the video.\n"
 
+    /// `process_results` parses only `multiple-choice` questions as choices; every other type is
+    /// read as an open answer.
     static func isMultipleChoice(_ item: Item) -> Bool {
-        item.meta("question_type") == "multiple-choice" || item.meta("question_type") == "perception"
+        item.meta("question_type") == "multiple-choice"
     }
 
     /// The question's image is a path in VLMEvalKit's TSV (`images/<name>`), not base64: it is
