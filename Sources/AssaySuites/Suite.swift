@@ -7,8 +7,14 @@ import Foundation
 public protocol SuiteScorer: Sendable {
     /// Version of the extraction, matching and metric rules; recorded next to every score.
     var version: String { get }
+    /// Rewrites a dataset file before items are built (official key names to VLMEvalKit ones,
+    /// path columns to `image_path`). The default returns the file unchanged.
+    func adapt(_ file: DatasetFile) throws -> DatasetFile
     /// Reads suite-specific columns after the generic ones (`Item` fields and `metadata`).
     func prepare(_ item: inout Item, row: DatasetRow) throws
+    /// `prepare(_:row:)` for scorers that need the item's encoded image bytes (pixel sizes for
+    /// click points); the bytes are passed even when the loader does not keep them.
+    func prepare(_ item: inout Item, row: DatasetRow, imageData: [Data]) throws
     /// Turns one dataset item into the items actually asked: itself by default; a preference
     /// pair in both orders, or each rotation of a CircularEval question. Expanded items need ids
     /// unique within the suite and should record their group in `metadata` for `bootstrapUnits`.
@@ -29,7 +35,11 @@ public protocol SuiteScorer: Sendable {
 }
 
 extension SuiteScorer {
+    public func adapt(_ file: DatasetFile) throws -> DatasetFile { file }
     public func prepare(_ item: inout Item, row: DatasetRow) throws {}
+    public func prepare(_ item: inout Item, row: DatasetRow, imageData: [Data]) throws {
+        try prepare(&item, row: row)
+    }
     public func expand(_ item: Item) throws -> [Item] { [item] }
     public func imported(_ extraction: String, item: Item) -> Extraction {
         extraction.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
@@ -69,8 +79,15 @@ public struct Suite: Sendable {
     // MARK: Items
 
     /// Builds items from a dataset file, checking required columns, list answers and images.
-    public func loadItems(from file: DatasetFile, images: ImageLoading = .keep) throws -> [LoadedItem] {
-        try ItemBuilder(manifest: manifest, scorer: scorer, file: file, images: images).build()
+    /// Items of video suites get `video.frames` frames sampled with ffmpeg, placed before their
+    /// own images (not when only hashing: an import does not need the pictures).
+    public func loadItems(
+        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling()
+    ) throws -> [LoadedItem] {
+        let adapted = try scorer.adapt(file)
+        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images).build()
+        guard let source = scorer as? VideoFrameSource, case .keep = images else { return items }
+        return try VideoFrames.attach(to: items, source: source, datasetFile: adapted, sampling: video)
     }
 
     /// Items of a suite whose data Assay generates itself (`source.format: generated`), with their
