@@ -21,11 +21,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         // Domain, answer matching and statistics. Depends on nothing of ours.
         .target(name: "AssayCore"),
         // Suite protocol, catalog (Suites/*/suite.yaml), dataset readers, scorer plugins.
-        .target(name: "AssaySuites", dependencies: ["AssayCore", .product(name: "Yams", package: "Yams")]),
+        .target(name: "AssaySuites", dependencies: ["AssayCore", "CZlib", .product(name: "Yams", package: "Yams")]),
         // SQLite store (GRDB): runs, items, responses, extractions, scores, metrics.
         .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
@@ -58,7 +59,8 @@ let package = Package(
         .target(name: "AssayTestSupport", path: "Tests/AssayTestSupport"),
 
         .testTarget(name: "AssayCoreTests", dependencies: ["AssayCore", "AssayTestSupport"]),
-        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore", "AssayTestSupport"]),
+        // Snapshots/ holds the checked-in prompt snapshots that assertSnapshot compares against.
+        .testTarget(name: "AssaySuitesTests", dependencies: ["AssaySuites", "AssayCore", "AssayTestSupport"], exclude: ["Snapshots"]),
         .testTarget(name: "AssayStoreTests", dependencies: ["AssayStore", "AssayCore", "AssayTestSupport"]),
         .testTarget(
             name: "AssayEngineTests",

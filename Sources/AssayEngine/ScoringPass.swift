@@ -33,7 +33,7 @@ public enum ScoringPass {
                 guard response.response.status != .error, let item = itemsByID[response.itemID] else { continue }
                 var extraction: Extraction
                 if let imported = response.importedExtraction, !reextract {
-                    extraction = .answer(imported, method: "imported")
+                    extraction = suite.imported(imported, item: item)
                 } else {
                     extraction = suite.extract(response.response.text, item: item)
                 }

@@ -3,41 +3,50 @@ import AssayStore
 import AssaySuites
 import Foundation
 
-/// Renders comparisons of runs against a base run as Markdown, with an SVG chart of per-suite
-/// deltas written beside it.
+/// Renders runs as Markdown with an SVG chart beside it: compared with a base run (per-suite
+/// deltas, intervals, p-values), or on their own (scores with intervals and per-category tables).
 public struct MarkdownReport {
     public var markdown: String
     public var svg: String
     /// The chart's file name, as the Markdown links it.
     public var chartFileName: String
 
-    /// Builds the report for `runs` against `base` from the store.
+    /// Builds the report for `runs`, against `base` when one is given.
     public static func build(
-        store: Store, catalog: SuiteCatalog, base: String, runs: [String], chartFileName: String,
+        store: Store, catalog: SuiteCatalog, base: String?, runs: [String], chartFileName: String,
         resamples: Int = 10_000, seed: UInt64 = 0, generatedAt: Date = Date()
+    ) throws -> MarkdownReport {
+        let stamp = ISO8601DateFormatter().string(from: generatedAt)
+        if let base {
+            return try comparisonReport(store: store, catalog: catalog, base: base, runs: runs, chartFileName: chartFileName,
+                                        resamples: resamples, seed: seed, stamp: stamp)
+        }
+        return try scoresReport(store: store, catalog: catalog, runs: runs, chartFileName: chartFileName,
+                                resamples: resamples, seed: seed, stamp: stamp)
+    }
+
+    /// Writes the Markdown to `url` and the chart beside it.
+    public func write(to url: URL) throws {
+        let directory = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try markdown.write(to: url, atomically: true, encoding: .utf8)
+        try svg.write(to: directory.appendingPathComponent(chartFileName), atomically: true, encoding: .utf8)
+    }
+
+    // MARK: - Against a base run
+
+    static func comparisonReport(
+        store: Store, catalog: SuiteCatalog, base: String, runs: [String], chartFileName: String,
+        resamples: Int, seed: UInt64, stamp: String
     ) throws -> MarkdownReport {
         let comparisons = try runs.map {
             try Comparator.compare(base: base, candidate: $0, store: store, catalog: catalog, resamples: resamples, seed: seed)
         }
-        let baseRun = try store.requireRun(base)
-        let allRuns = [baseRun] + comparisons.map(\.candidate)
+        let allRuns = [try store.requireRun(base)] + comparisons.map(\.candidate)
         var md = "# Assay report: \(runs.joined(separator: ", ")) vs \(base)\n\n"
-        let stamp = ISO8601DateFormatter().string(from: generatedAt)
         md += "Generated \(stamp) from `\(store.path)`. Deltas are candidate − base in points, on the items both runs answered; "
         md += "95% intervals are paired bootstrap (\(resamples) resamples, seed \(seed)); p is McNemar's exact test on per-item correctness.\n\n"
-
-        md += "## Runs\n\n| run | role | model | backend | generation params | created |\n|---|---|---|---|---|---|\n"
-        for (index, run) in allRuns.enumerated() {
-            md += "| \(cell(run.name)) | \(index == 0 ? "base" : "candidate") | \(cell(run.model)) | \(cell(backendSummary(run))) | `\(cell(run.generationParams))` | \(run.createdAt) |\n"
-        }
-
-        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items |\n|---|---|---|---|---|---|---|\n"
-        for run in allRuns {
-            let scorers = Dictionary(try store.suiteResults(runID: run.id).map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
-            for record in try store.runSuites(runID: run.id) {
-                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) |\n"
-            }
-        }
+        md += try header(store: store, runs: allRuns, roles: ["base"] + Array(repeating: "candidate", count: comparisons.count))
 
         md += "\n## Results\n\n"
         for comparison in comparisons {
@@ -49,10 +58,8 @@ public struct MarkdownReport {
         }
         md += "\n![Per-suite deltas](\(chartFileName))\n"
 
-        let suiteOrder = orderedSuites(comparisons)
-        var groupOrder: [String] = []
-        for suite in suiteOrder where !groupOrder.contains(suite.group) { groupOrder.append(suite.group) }
-        for group in groupOrder {
+        let suiteOrder = orderedSuites(comparisons.flatMap(\.suites).map { ($0.suite, $0.group) })
+        for group in groups(of: suiteOrder) {
             md += "\n### \(group)\n\n"
             var header = "| suite | metric | base (\(cell(base))) |"
             var rule = "|---|---|---:|"
@@ -60,16 +67,14 @@ public struct MarkdownReport {
                 header += " \(cell(comparison.candidate.name)) | Δ | 95% CI | p | n |"
                 rule += "---:|---:|---|---:|---:|"
             }
-            header += " unparsed (base"
-            for comparison in comparisons { header += " / \(cell(comparison.candidate.name))" }
-            header += ") |"
+            header += " unparsed (base" + comparisons.map { " / \(cell($0.candidate.name))" }.joined() + ") |"
             rule += "---|"
             md += header + "\n" + rule + "\n"
-            for suite in suiteOrder where suite.group == group {
-                let rows = comparisons.map { $0.suites.first { $0.suite == suite.suite } }
-                let baseScore = rows.compactMap { $0?.base }.first
-                var line = "| \(suite.suite) | \(cell(suite.metric)) | \(baseScore.map { fixed($0) } ?? "—") |"
-                var unparsed = [rows.compactMap { $0?.baseUnparsedRate }.first.map(percent) ?? "—"]
+            for (suite, _) in suiteOrder where suiteGroup(suite, suiteOrder) == group {
+                let rows = comparisons.map { $0.suites.first { $0.suite == suite } }
+                let first = rows.compactMap { $0 }.first
+                var line = "| \(suite) | \(cell(first?.metric ?? "")) | \(first.map { fixed($0.base) } ?? "—") |"
+                var unparsed = [first.map { percent($0.baseUnparsedRate) } ?? "—"]
                 for row in rows {
                     if let row {
                         line += " \(fixed(row.candidate)) | \(signed(row.delta)) | [\(signed(row.ci95.lower)), \(signed(row.ci95.upper))] | \(row.pValue.map(pFormat) ?? "—") | \(row.nPaired) |"
@@ -79,32 +84,30 @@ public struct MarkdownReport {
                         unparsed.append("—")
                     }
                 }
-                line += " \(unparsed.joined(separator: " / ")) |"
-                md += line + "\n"
+                md += line + " \(unparsed.joined(separator: " / ")) |\n"
             }
         }
         md += try judgingSection(store: store, runs: allRuns)
         for comparison in comparisons where !comparison.unmatched.isEmpty {
             md += "\nSuites in only one of \(base) / \(comparison.candidate.name) (not compared): \(comparison.unmatched.joined(separator: ", "))\n"
         }
-
         let series = comparisons.map { comparison in
-            DeltaChart.Series(
+            BarChart.Series(
                 run: comparison.candidate.name,
-                deltas: Dictionary(comparison.suites.map { ($0.suite, $0.delta) }, uniquingKeysWith: { a, _ in a }),
+                values: Dictionary(comparison.suites.map { ($0.suite, $0.delta) }, uniquingKeysWith: { a, _ in a }),
                 intervals: Dictionary(comparison.suites.map { ($0.suite, ($0.ci95.lower, $0.ci95.upper)) }, uniquingKeysWith: { a, _ in a }))
         }
-        let svg = DeltaChart.svg(suites: suiteOrder.map(\.suite), series: series,
-                                 title: "Per-suite delta vs \(base) (points, 95% CI)")
+        let svg = BarChart.svg(suites: suiteOrder.map(\.suite), series: series, title: "Per-suite delta vs \(base) (points, 95% CI)")
         return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
     }
 
-    /// Writes the Markdown to `url` and the chart beside it.
-    public func write(to url: URL) throws {
-        let directory = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try markdown.write(to: url, atomically: true, encoding: .utf8)
-        try svg.write(to: directory.appendingPathComponent(chartFileName), atomically: true, encoding: .utf8)
+    // MARK: - Runs on their own
+
+    /// A run's score on one suite with its bootstrap interval.
+    struct RunScore {
+        var metrics: SuiteMetrics
+        var interval: Interval
+        var metricName: String
     }
 
     /// How suites with a judge step were judged in each run: the judge and how often it decided,
@@ -133,14 +136,104 @@ public struct MarkdownReport {
             + "| run | suite | judge | judge-use rate | unparsed |\n|---|---|---|---:|---:|\n" + rows
     }
 
-    static func orderedSuites(_ comparisons: [RunComparison]) -> [SuiteComparison] {
-        var seen = Set<String>()
-        var result: [SuiteComparison] = []
-        for comparison in comparisons {
-            for suite in comparison.suites where seen.insert(suite.suite).inserted { result.append(suite) }
+    static func scoresReport(
+        store: Store, catalog: SuiteCatalog, runs names: [String], chartFileName: String,
+        resamples: Int, seed: UInt64, stamp: String
+    ) throws -> MarkdownReport {
+        let runs = try names.map { try store.requireRun($0) }
+        var scores: [String: [String: RunScore]] = [:]  // run → suite → score
+        var suites: [(suite: String, group: String)] = []
+        for run in runs {
+            for result in try store.suiteResults(runID: run.id) {
+                let suite = try catalog.suite(result.suiteID)
+                let scored = try store.scores(runID: run.id, suiteID: result.suiteID).filter { $0.sampleIndex == 0 }
+                    .map { ScoredItem(item: $0.item, extraction: $0.extraction, score: $0.score) }
+                let interval = Statistics.bootstrap(suite.bootstrapUnits(scored), statistic: suite.headlineStatistic,
+                                                    resamples: resamples, seed: seed)
+                scores[run.name, default: [:]][result.suiteID] = RunScore(
+                    metrics: result.metrics, interval: Interval(interval.lower * 100, interval.upper * 100), metricName: suite.manifest.metric)
+                if !suites.contains(where: { $0.suite == suite.id }) { suites.append((suite.id, suite.manifest.group)) }
+            }
         }
+        var md = "# Assay report: \(names.joined(separator: ", "))\n\n"
+        md += "Generated \(stamp) from `\(store.path)`. Scores in percent; 95% intervals are bootstrap over items "
+        md += "(\(resamples) resamples, seed \(seed)); unparsed answers score 0, missing items (no usable response) are not scored.\n\n"
+        md += try header(store: store, runs: runs, roles: Array(repeating: "run", count: runs.count))
+        md += "\n## Results\n\n![Scores](\(chartFileName))\n"
+        let order = orderedSuites(suites)
+        for group in groups(of: order) {
+            md += "\n### \(group)\n\n| suite | metric |" + runs.map { " \(cell($0.name)) | 95% CI | n | unparsed | missing |" }.joined() + "\n"
+            md += "|---|---|" + String(repeating: "---:|---|---:|---:|---:|", count: runs.count) + "\n"
+            for (suite, _) in order where suiteGroup(suite, order) == group {
+                let first = runs.compactMap { scores[$0.name]?[suite] }.first
+                var line = "| \(suite) | \(cell(first?.metricName ?? "")) |"
+                for run in runs {
+                    if let s = scores[run.name]?[suite] {
+                        line += " \(fixed(s.metrics.score)) | [\(fixed(s.interval.lower)), \(fixed(s.interval.upper))] | \(s.metrics.n) | \(s.metrics.unparsed) | \(s.metrics.missing) |"
+                    } else {
+                        line += " — | — | — | — | — |"
+                    }
+                }
+                md += line + "\n"
+            }
+        }
+        // Per-category breakdowns, where a suite has them.
+        for (suite, _) in order {
+            let categories = Set(runs.flatMap { run in
+                (scores[run.name]?[suite]?.metrics.metrics.keys ?? [:].keys).filter { $0.hasPrefix("category/") }
+            }).sorted()
+            guard !categories.isEmpty, categories.count <= 40 else { continue }
+            md += "\n#### \(suite) by category\n\n| category |" + runs.map { " \(cell($0.name)) |" }.joined() + "\n|---|" + String(repeating: "---:|", count: runs.count) + "\n"
+            for category in categories {
+                md += "| \(cell(String(category.dropFirst("category/".count)))) |"
+                    + runs.map { run in " \(scores[run.name]?[suite]?.metrics.metrics[category].map(fixed) ?? "—") |" }.joined() + "\n"
+            }
+        }
+        md += try judgingSection(store: store, runs: runs)
+        let series = runs.map { run in
+            BarChart.Series(
+                run: run.name,
+                values: (scores[run.name] ?? [:]).mapValues(\.metrics.score),
+                intervals: (scores[run.name] ?? [:]).mapValues { ($0.interval.lower, $0.interval.upper) })
+        }
+        let svg = BarChart.svg(suites: order.map(\.suite), series: series, title: "Scores (percent, 95% CI)")
+        return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
+    }
+
+    // MARK: - Shared pieces
+
+    /// The runs table and the suites/versions/data table.
+    static func header(store: Store, runs: [RunRecord], roles: [String]) throws -> String {
+        var md = "## Runs\n\n| run | role | model | backend | generation params | created |\n|---|---|---|---|---|---|\n"
+        for (run, role) in zip(runs, roles) {
+            md += "| \(cell(run.name)) | \(role) | \(cell(run.model)) | \(cell(backendSummary(run))) | `\(cell(run.generationParams))` | \(run.createdAt) |\n"
+        }
+        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items |\n|---|---|---|---|---|---|---|\n"
+        for run in runs {
+            let scorers = Dictionary(try store.suiteResults(runID: run.id).map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
+            for record in try store.runSuites(runID: run.id) {
+                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) |\n"
+            }
+        }
+        return md
+    }
+
+    /// Unique suites in group order (SUITES.md order, then other groups alphabetically), then by id.
+    static func orderedSuites(_ suites: [(suite: String, group: String)]) -> [(suite: String, group: String)] {
+        var seen = Set<String>()
+        let unique = suites.filter { seen.insert($0.suite).inserted }
         let order = Comparator.groupOrder
-        return result.sorted { (order[$0.group] ?? 99, $0.group, $0.suite) < (order[$1.group] ?? 99, $1.group, $1.suite) }
+        return unique.sorted { (order[$0.group] ?? 99, $0.group, $0.suite) < (order[$1.group] ?? 99, $1.group, $1.suite) }
+    }
+
+    static func groups(of suites: [(suite: String, group: String)]) -> [String] {
+        var groups: [String] = []
+        for suite in suites where !groups.contains(suite.group) { groups.append(suite.group) }
+        return groups
+    }
+
+    static func suiteGroup(_ suite: String, _ suites: [(suite: String, group: String)]) -> String {
+        suites.first { $0.suite == suite }?.group ?? ""
     }
 
     static func backendSummary(_ run: RunRecord) -> String {

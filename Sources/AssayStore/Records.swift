@@ -55,27 +55,6 @@ public struct SuiteRegistration: Sendable, Hashable {
     }
 }
 
-/// A suite within a run: which version of the suite and prompt, over which dataset file.
-public struct RunSuiteRecord: Sendable, Hashable {
-    public var runID: Int64
-    public var suiteID: String
-    public var suiteVersion: String
-    public var promptVersion: String
-    public var datasetSHA256: String
-    public var datasetPath: String
-    public var itemCount: Int
-
-    public init(runID: Int64, _ registration: SuiteRegistration) {
-        self.runID = runID
-        self.suiteID = registration.suiteID
-        self.suiteVersion = registration.suiteVersion
-        self.promptVersion = registration.promptVersion
-        self.datasetSHA256 = registration.datasetSHA256
-        self.datasetPath = registration.datasetPath
-        self.itemCount = registration.itemCount
-    }
-}
-
 /// A response to store.
 public struct NewResponse: Sendable {
     public var suiteID: String

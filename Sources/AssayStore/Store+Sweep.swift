@@ -229,7 +229,7 @@ extension Store {
                         let registration = SuiteRegistration(
                             suiteID: suite["suite_id"], suiteVersion: suite["suite_version"], promptVersion: suite["prompt_version"],
                             datasetSHA256: suite["dataset_sha256"], datasetPath: suite["dataset_path"], itemCount: suite["item_count"])
-                        try Self.registerSuite(RunSuiteRecord(runID: target.id, registration), items: [], runName: shardRun.name, db)
+                        try Self.registerSuite(runID: target.id, registration, items: [], runName: shardRun.name, db)
                     }
                     try db.execute(sql: """
                         INSERT INTO items (suite_id, dataset_sha256, item_id, ordinal, payload)

@@ -132,17 +132,17 @@ public final class Store: Sendable {
 
     /// Records that `suite` belongs to the run and stores its items (idempotent).
     public func registerSuite(runID: Int64, _ registration: SuiteRegistration, items: [Item]) throws {
-        try pool.write { db in try Self.registerSuite(RunSuiteRecord(runID: runID, registration), items: items, runName: nil, db) }
+        try pool.write { db in try Self.registerSuite(runID: runID, registration, items: items, runName: nil, db) }
     }
 
-    static func registerSuite(_ record: RunSuiteRecord, items: [Item], runName: String?, _ db: Database) throws {
+    static func registerSuite(runID: Int64, _ record: SuiteRegistration, items: [Item], runName: String?, _ db: Database) throws {
         if let existing = try Row.fetchOne(
             db, sql: "SELECT dataset_sha256 FROM run_suites WHERE run_id = ? AND suite_id = ?",
-            arguments: [record.runID, record.suiteID]) {
+            arguments: [runID, record.suiteID]) {
             let sha: String = existing["dataset_sha256"]
             guard sha == record.datasetSHA256 else {
                 throw StoreError.datasetMismatch(
-                    run: runName ?? String(record.runID), suite: record.suiteID, existing: sha, requested: record.datasetSHA256)
+                    run: runName ?? String(runID), suite: record.suiteID, existing: sha, requested: record.datasetSHA256)
             }
         }
         try db.execute(
@@ -153,7 +153,7 @@ public final class Store: Sendable {
                     suite_version = excluded.suite_version, prompt_version = excluded.prompt_version,
                     dataset_path = excluded.dataset_path, item_count = excluded.item_count
                 """,
-            arguments: [record.runID, record.suiteID, record.suiteVersion, record.promptVersion,
+            arguments: [runID, record.suiteID, record.suiteVersion, record.promptVersion,
                         record.datasetSHA256, record.datasetPath, record.itemCount])
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -167,12 +167,13 @@ public final class Store: Sendable {
         }
     }
 
-    public func runSuites(runID: Int64) throws -> [RunSuiteRecord] {
+    /// The suites a run holds, with the suite, prompt and dataset versions it used.
+    public func runSuites(runID: Int64) throws -> [SuiteRegistration] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM run_suites WHERE run_id = ? ORDER BY suite_id", arguments: [runID]).map {
-                RunSuiteRecord(runID: $0["run_id"], SuiteRegistration(
+                SuiteRegistration(
                     suiteID: $0["suite_id"], suiteVersion: $0["suite_version"], promptVersion: $0["prompt_version"],
-                    datasetSHA256: $0["dataset_sha256"], datasetPath: $0["dataset_path"], itemCount: $0["item_count"]))
+                    datasetSHA256: $0["dataset_sha256"], datasetPath: $0["dataset_path"], itemCount: $0["item_count"])
             }
         }
     }
@@ -265,7 +266,7 @@ public final class Store: Sendable {
     public func importResponses(run: NewRun, suite: SuiteRegistration, items: [Item], responses: [NewResponse]) throws -> RunRecord {
         try pool.write { db in
             let record = try Self.ensureRun(run, db)
-            try Self.registerSuite(RunSuiteRecord(runID: record.id, suite), items: items, runName: run.name, db)
+            try Self.registerSuite(runID: record.id, suite, items: items, runName: run.name, db)
             for response in responses {
                 _ = try Self.upsertResponse(runID: record.id, response, db)
             }

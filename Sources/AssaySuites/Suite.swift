@@ -7,8 +7,14 @@ import Foundation
 public protocol SuiteScorer: Sendable {
     /// Version of the extraction, matching and metric rules; recorded next to every score.
     var version: String { get }
+    /// Rewrites a dataset file before items are built (official key names to VLMEvalKit ones,
+    /// path columns to `image_path`). The default returns the file unchanged.
+    func adapt(_ file: DatasetFile) throws -> DatasetFile
     /// Reads suite-specific columns after the generic ones (`Item` fields and `metadata`).
     func prepare(_ item: inout Item, row: DatasetRow) throws
+    /// `prepare(_:row:)` for scorers that need the item's encoded image bytes (pixel sizes for
+    /// click points); the bytes are passed even when the loader does not keep them.
+    func prepare(_ item: inout Item, row: DatasetRow, imageData: [Data]) throws
     /// Turns one dataset item into the items actually asked: itself by default; a preference
     /// pair in both orders, or each rotation of a CircularEval question. Expanded items need ids
     /// unique within the suite and should record their group in `metadata` for `bootstrapUnits`.
@@ -17,6 +23,9 @@ public protocol SuiteScorer: Sendable {
     func templateVariables(for item: Item) -> [String: String]
     /// Finds the answer in a raw response. Never guesses: unparsed is an outcome.
     func extract(_ response: String, item: Item) -> Extraction
+    /// Reads an extraction that came with imported predictions (scored as is); a benchmark's own
+    /// "failed" marker becomes `unparsed`.
+    func imported(_ extraction: String, item: Item) -> Extraction
     /// Scores an extraction (an unparsed extraction scores 0).
     func score(_ extraction: Extraction, item: Item) -> ItemScore
     /// Resampling units for the headline and its confidence intervals (default: one per item).
@@ -26,8 +35,16 @@ public protocol SuiteScorer: Sendable {
 }
 
 extension SuiteScorer {
+    public func adapt(_ file: DatasetFile) throws -> DatasetFile { file }
     public func prepare(_ item: inout Item, row: DatasetRow) throws {}
+    public func prepare(_ item: inout Item, row: DatasetRow, imageData: [Data]) throws {
+        try prepare(&item, row: row)
+    }
     public func expand(_ item: Item) throws -> [Item] { [item] }
+    public func imported(_ extraction: String, item: Item) -> Extraction {
+        extraction.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            ? .unparsed(reason: "empty imported extraction") : .answer(extraction, method: "imported")
+    }
     public func templateVariables(for item: Item) -> [String: String] { [:] }
     public func bootstrapUnits(_ results: [ScoredItem], stratum: (Item) -> String) -> [BootstrapUnit] {
         results.map { BootstrapUnit(id: $0.item.id, stratum: stratum($0.item), value: $0.score.value) }
@@ -62,8 +79,28 @@ public struct Suite: Sendable {
     // MARK: Items
 
     /// Builds items from a dataset file, checking required columns, list answers and images.
-    public func loadItems(from file: DatasetFile, images: ImageLoading = .keep) throws -> [LoadedItem] {
-        try ItemBuilder(manifest: manifest, scorer: scorer, file: file, images: images).build()
+    /// Items of video suites get `video.frames` frames sampled with ffmpeg, placed before their
+    /// own images (not when only hashing: an import does not need the pictures).
+    public func loadItems(
+        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling()
+    ) throws -> [LoadedItem] {
+        let adapted = try scorer.adapt(file)
+        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images).build()
+        guard let source = scorer as? VideoFrameSource, case .keep = images else { return items }
+        return try VideoFrames.attach(to: items, source: source, datasetFile: adapted, sampling: video)
+    }
+
+    /// Items of a suite whose data Assay generates itself (`source.format: generated`), with their
+    /// checksum; `nil` for suites that read a dataset file. `count` overrides the manifest's.
+    public func generatedItems(count: Int? = nil) throws -> (items: [LoadedItem], sha256: String)? {
+        guard let source = manifest.source, source.format == "generated" else { return nil }
+        switch source.name ?? manifest.id {
+        case "sanity":
+            let items = try SanityGenerator.items(count: count ?? source.count ?? 200, seed: source.seed ?? 0)
+            return (items, SanityGenerator.checksum(items))
+        default:
+            throw SuiteError.manifest(file: manifest.directory ?? manifest.id, "unknown generator '\(source.name ?? "")'")
+        }
     }
 
     // MARK: Prompt
@@ -102,6 +139,10 @@ public struct Suite: Sendable {
 
     public func extract(_ response: String, item: Item) -> Extraction {
         scorer.extract(response, item: item)
+    }
+
+    public func imported(_ extraction: String, item: Item) -> Extraction {
+        scorer.imported(extraction, item: item)
     }
 
     public func score(_ extraction: Extraction, item: Item) -> ItemScore {

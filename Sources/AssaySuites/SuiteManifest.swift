@@ -45,13 +45,16 @@ public struct SuiteManifest: Codable, Sendable, Hashable {
     }
 
     public struct DataSource: Codable, Sendable, Hashable {
-        /// `vlmevalkit_tsv` or `jsonl`.
+        /// `vlmevalkit_tsv`, `jsonl`, or `generated` (items drawn by Assay, like `sanity`).
         public var format: String
         /// VLMEvalKit's dataset name (the TSV's base name).
         public var name: String?
         public var url: String?
         public var md5: String?
         public var notes: String?
+        /// For generated suites: how many items, from which seed.
+        public var count: Int?
+        public var seed: UInt64?
     }
 
     public struct Columns: Codable, Sendable, Hashable {

@@ -9,7 +9,7 @@ struct Assay: AsyncParsableCommand {
         abstract: "Evaluate vision-language models: sweep suites, store every response in SQLite, score, compare, report.",
         subcommands: [
             SuitesCommand.self, ImportCommand.self, ScoreCommand.self, MetricsCommand.self,
-            CompareCommand.self, ReportCommand.self,
+            CompareCommand.self, ReportCommand.self, ModelsCommand.self,
             SweepCommand.self, MergeCommand.self, DataCommand.self, BenchCommand.self,
         ]
     )

@@ -11,8 +11,7 @@ struct CompareCommand: ParsableCommand {
     @OptionGroup var suites: SuiteOptions
     @Option(help: "Base run.") var base: String
     @Option(help: "Candidate run.") var candidate: String
-    @Option(help: "Bootstrap resamples.") var resamples = 10_000
-    @Option(help: "Bootstrap seed.") var seed: UInt64 = 0
+    @OptionGroup var bootstrap: BootstrapOptions
     @Flag(help: "Print JSON.") var json = false
 
     struct SuiteJSON: Encodable {
@@ -49,7 +48,7 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         let comparison = try Comparator.compare(
             base: base, candidate: candidate, store: try database.open(), catalog: try suites.catalog(),
-            resamples: resamples, seed: seed)
+            resamples: bootstrap.resamples, seed: bootstrap.seed)
         if json {
             let suites = Dictionary(comparison.suites.map {
                 ($0.suite, SuiteJSON(base: $0.base, candidate: $0.candidate, delta: $0.delta, ci95: [$0.ci95.lower, $0.ci95.upper],

@@ -22,6 +22,12 @@ struct SuiteOptions: ParsableArguments {
     }
 }
 
+/// `--resamples` and `--seed` of the paired bootstrap.
+struct BootstrapOptions: ParsableArguments {
+    @Option(help: "Bootstrap resamples.") var resamples = 10_000
+    @Option(help: "Bootstrap seed (the same seed gives the same intervals).") var seed: UInt64 = 0
+}
+
 /// Prints an Encodable value as JSON on stdout.
 enum JSONOutput {
     static func print<T: Encodable>(_ value: T) throws {

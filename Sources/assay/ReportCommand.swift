@@ -5,25 +5,24 @@ import Foundation
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Render a Markdown report (with an SVG chart beside it) of runs against a base run.")
+        abstract: "Render a Markdown report (with an SVG chart beside it): runs against a base run, or runs on their own.")
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var suites: SuiteOptions
-    @Option(help: "Base run.") var base: String
-    @Option(help: "Runs to compare with the base (comma-separated).") var runs: String
-    @Option(help: "Output Markdown file (default: Reports/<runs>-vs-<base>.md).") var out: String?
-    @Option(help: "Bootstrap resamples.") var resamples = 10_000
-    @Option(help: "Bootstrap seed.") var seed: UInt64 = 0
+    @Option(help: "Base run; without it the report shows the runs' scores on their own.") var base: String?
+    @Option(help: "Runs to report (comma-separated).") var runs: String
+    @Option(help: "Output Markdown file (default: Reports/<runs>[-vs-<base>].md).") var out: String?
+    @OptionGroup var bootstrap: BootstrapOptions
 
     func run() throws {
         let names = runs.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw ValidationError("--runs needs at least one run name") }
-        let path = out ?? "Reports/\(names.joined(separator: "+"))-vs-\(base).md"
+        let path = out ?? "Reports/\(names.joined(separator: "+"))" + (base.map { "-vs-\($0)" } ?? "") + ".md"
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
         let report = try MarkdownReport.build(
             store: try database.open(), catalog: try suites.catalog(), base: base, runs: names,
-            chartFileName: chart, resamples: resamples, seed: seed)
+            chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
         try report.write(to: url)
         print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")
     }

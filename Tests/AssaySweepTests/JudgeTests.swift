@@ -103,6 +103,45 @@ final class JudgeTests: XCTestCase {
                       report.markdown)
     }
 
+    func testGradingJudgeReadsCorrectOrIncorrectAndScoresIt() throws {
+        let dir = try Fixtures.temporaryDirectory(for: self)
+        let folder = dir.appendingPathComponent("graded")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try """
+            id: graded
+            prompt:
+              version: 1
+              template: "{question}"
+            scorer: multiple_choice
+            judge:
+              task: grading
+              version: 2
+            """.write(to: folder.appendingPathComponent("suite.yaml"), atomically: true, encoding: .utf8)
+        let suite = try XCTUnwrap(SuiteCatalog.loadDirectory(dir).first)
+        let task = try XCTUnwrap(JudgeTask(suite: suite))
+        XCTAssertEqual(task.name, "graded/grading@2")
+        let item = Item(id: "1", question: "What is the peak?", answers: ["42"])
+        let prompt = task.messages(item: item, response: "<think>long</think>It peaks at 42.").map(\.renderedText).joined()
+        XCTAssertTrue(prompt.contains("Reference answer:\n42") && prompt.contains("It peaks at 42.") && !prompt.contains("long"), prompt)
+        XCTAssertEqual(task.verdict(from: "CORRECT"), "correct")
+        XCTAssertEqual(task.verdict(from: "Grade: incorrect."), "incorrect")
+        XCTAssertNil(task.verdict(from: "maybe"))
+        XCTAssertEqual(task.outcome(verdict: "correct", item: item).1.value, 1)
+        XCTAssertEqual(task.outcome(verdict: "incorrect", item: item).1.value, 0)
+        // A judge task the engine does not know is refused when the suite is loaded.
+        try """
+            id: graded
+            prompt:
+              version: 1
+              template: "{question}"
+            scorer: multiple_choice
+            judge:
+              task: vibes
+              version: 1
+            """.write(to: folder.appendingPathComponent("suite.yaml"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try SuiteCatalog.loadDirectory(dir))
+    }
+
     func testJudgeVerdictParsing() throws {
         let catalog = try SuiteCatalog.load(builtIn: Fixtures.suitesDirectory)
         let task = try XCTUnwrap(JudgeTask(suite: try catalog.suite("mathvista")))

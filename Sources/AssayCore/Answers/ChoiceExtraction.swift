@@ -27,7 +27,8 @@ public enum ChoiceExtraction {
         let labelSet = Set(labels)
 
         if let label = wholeLabel(cleaned, labels: labelSet) { return .answer(label, method: prefix + "letter") }
-        if let label = leadingLetter.firstMatch(in: cleaned, group: 1), labelSet.contains(label) {
+        if let label = leadingLetter.firstMatch(in: cleaned, group: 1), labelSet.contains(label),
+           !labels.contains(where: { $0 != label && cleaned.contains("(\($0))") }) {
             return .answer(label, method: prefix + "leading_letter")
         }
         if let label = answerPhrase.lastMatch(in: text, group: 1), labelSet.contains(label) {
@@ -95,11 +96,17 @@ public enum ChoiceExtraction {
         return found
     }
 
-    /// "A cat sits" uses "A" as an article; "(A) cat" or "A." does not.
+    /// "A cat sits" uses "A" as an article; "(A) cat", "A." or "A or C" does not.
     private static func isArticleUse(text: String, following next: String) -> Bool {
-        guard let first = next.first, first.isLowercase else { return false }
+        guard let first = next.first, first.isLowercase, !notAfterArticle.contains(next) else { return false }
         return text.range(of: "A " + next) != nil && text.range(of: "(A) " + next) == nil
     }
+
+    /// Words that follow a letter answer but never the article "a".
+    private static let notAfterArticle: Set<String> = [
+        "or", "and", "is", "was", "are", "seems", "looks", "appears", "because", "since", "as", "then",
+        "vs", "versus", "would", "should", "could", "might", "must", "will", "can", "to", "from", "in",
+    ]
 
     private static func optionText(_ text: String, options: [AnswerOption]) -> String? {
         let candidates = options.filter { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }

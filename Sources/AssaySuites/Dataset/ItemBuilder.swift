@@ -91,17 +91,20 @@ struct ItemBuilder {
         for (key, value) in row.values where !Self.standardColumns.contains(key) {
             item.metadata[key] = value
         }
-        let (refs, data) = try readImages(row, id: id, imageByIndex: imageByIndex)
+        let (refs, data, allData) = try readImages(row, id: id, imageByIndex: imageByIndex)
         item.images = refs
-        try scorer.prepare(&item, row: row)
+        try scorer.prepare(&item, row: row, imageData: allData)
         return LoadedItem(item: item, imageData: data)
     }
 
-    private func readImages(_ row: DatasetRow, id: String, imageByIndex: [String: String]) throws -> ([ImageRef], [Data]) {
+    /// The image refs, the bytes kept for the sweep, and all bytes read (for `prepare`).
+    private func readImages(_ row: DatasetRow, id: String, imageByIndex: [String: String]) throws -> ([ImageRef], [Data], [Data]) {
         var refs: [ImageRef] = []
         var datas: [Data] = []
+        var all: [Data] = []
         func add(_ data: Data, origin: String) {
             refs.append(ImageRef(sha256: SHA256.hex(data), byteCount: data.count, origin: origin))
+            all.append(data)
             if case .keep = images { datas.append(data) }
         }
         if var field = row.text("image") {
@@ -132,6 +135,6 @@ struct ItemBuilder {
                 add(data, origin: url.path)
             }
         }
-        return (refs, datas)
+        return (refs, datas, all)
     }
 }

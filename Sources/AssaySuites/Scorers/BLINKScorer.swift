@@ -36,6 +36,15 @@ public struct BLINKScorer: SuiteScorer {
         }
     }
 
+    /// BLINK's published predictions say `(Z)` where its GPT-3.5 matcher found no option.
+    public func imported(_ extraction: String, item: Item) -> Extraction {
+        let text = extraction.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.isEmpty || text == "(Z)" || text.hasPrefix("(Z) ") {
+            return .unparsed(reason: "the imported extraction is BLINK's failure marker (Z)")
+        }
+        return .answer(extraction, method: "imported")
+    }
+
     public func score(_ extraction: Extraction, item: Item) -> ItemScore {
         guard let answer = extraction.answer else { return .binary(false) }
         // Exact comparison, as evaluate.py does; a gold written as a bare letter means "(X)".
