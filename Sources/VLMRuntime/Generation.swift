@@ -14,11 +14,14 @@ public struct GenerationParameters: Sendable {
     public var sampling: SamplingParameters
     /// One seed per row; rows without one use 0.
     public var seeds: [UInt64]
+    /// Benchmarks turn this off to decode exactly `maxNewTokens` steps.
+    public var stopAtEOS: Bool
 
-    public init(maxNewTokens: Int = 256, sampling: SamplingParameters = .init(), seeds: [UInt64] = []) {
+    public init(maxNewTokens: Int = 256, sampling: SamplingParameters = .init(), seeds: [UInt64] = [], stopAtEOS: Bool = true) {
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
         self.seeds = seeds
+        self.stopAtEOS = stopAtEOS
     }
 }
 
@@ -43,6 +46,7 @@ public struct GenerationStats: Sendable {
     public var decodeSteps = 0
     /// From the start of the call to the first sampled token.
     public var timeToFirstToken = 0.0
+    public init() {}
 }
 
 /// Token ids of a batch of prompts, left-padded to one length, with their images.
@@ -301,7 +305,7 @@ public final class VLMModel: @unchecked Sendable {
                 tokens[r] = t
                 generated[r].append(t)
                 histories[r].append(t)
-                if stopTokenIds.contains(t) { finished[r] = true }
+                if parameters.stopAtEOS && stopTokenIds.contains(t) { finished[r] = true }
             }
             if step == 0 { stats.timeToFirstToken = Date().timeIntervalSince(start) }
             if finished.allSatisfy({ $0 }) || step == maxNew - 1 { break }
