@@ -123,7 +123,7 @@ final class Qwen2Decoder: @unchecked Sendable {
     func forward(_ input: [Float], positions: [[Int]], mask: [Bool], steps: Int, cache: KVCache, trace: DecoderTrace? = nil) -> [Float] {
         let c = config
         let b = cache.batch, rows = b * steps
-        let h = c.hiddenSize, hd = c.headDim, half = hd / 2
+        let hd = c.headDim, half = hd / 2
         let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd, group = heads / kvHeads
         let start = cache.length
         for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }

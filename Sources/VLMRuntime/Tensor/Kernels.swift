@@ -72,17 +72,35 @@ enum Kernels {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, out, Int32(n))
     }
 
+    /// Whether the AVX2/FMA/F16C kernels of the CBLAS shim can run here.
+    static let hasAVX2 = assay_cpu_has_avx2_fma_f16c() != 0
+
     /// Dot products straight from the stored dtype, parallel over output rows: bandwidth-bound
-    /// decode reads each weight byte once per step, whatever the batch.
+    /// decode reads each weight byte once per step, serving up to 8 activation rows per pass.
     static func gemv(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>) {
         let n = w.rows, k = w.cols
         let chunks = min(n, cores * 8)
         let per = (n + chunks - 1) / chunks
         let rowBytes = k * w.dtype.byteSize
+        let kind: Int32 = w.dtype == .bf16 ? 1 : (w.dtype == .f16 ? 2 : 0)
         parallel(chunks) { c in
             let a = c * per, b = min(n, a + per)
             guard a < b else { return }
-            if m == 1 {
+            if hasAVX2 {
+                var partial = [Float](repeating: 0, count: 8)
+                partial.withUnsafeMutableBufferPointer { pp in
+                    let p = pp.baseAddress!  // invariant: 8 elements
+                    var i0 = 0
+                    while i0 < m {
+                        let mm = min(8, m - i0)
+                        for r in a..<b {
+                            assay_dot_rows(w.raw + r * rowBytes, kind, x + i0 * k, k, Int32(mm), k, p)
+                            for i in 0..<mm { out[(i0 + i) * n + r] = p[i] }
+                        }
+                        i0 += mm
+                    }
+                }
+            } else if m == 1 {
                 for r in a..<b { out[r] = dot(w.raw + r * rowBytes, w.dtype, x, k) }
             } else if w.dtype == .f32 {
                 for r in a..<b {
