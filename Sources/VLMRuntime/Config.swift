@@ -230,6 +230,10 @@ struct RawConfig: Codable {
             ropeTheta: rope?.rope_theta ?? t?.rope_theta ?? f?.rope_theta ?? 1_000_000,
             mropeSection: section,
             vocabSize: try req("vocab_size", t?.vocab_size, f?.vocab_size))
+        for (key, value) in [("intermediate_size", text.intermediateSize), ("num_hidden_layers", text.numLayers),
+                             ("vocab_size", text.vocabSize), ("head_dim", text.headDim)] where value <= 0 {
+            throw ConfigError.invalidValue(file: file, key: key, reason: "must be positive, got \(value)")
+        }
         guard let v = vision_config else { throw ConfigError.missingKey(file: file, key: "vision_config") }
         let vision: VisionConfig
         switch family {
@@ -263,7 +267,8 @@ struct RawConfig: Codable {
         guard vision.outHiddenSize == hidden else {
             throw ConfigError.invalidValue(file: file, key: "vision_config.out_hidden_size", reason: "\(vision.outHiddenSize) differs from the LM hidden size \(hidden)")
         }
-        guard vision.depth >= 0, vision.patchSize > 0, vision.spatialMergeSize > 0, vision.temporalPatchSize > 0 else {
+        guard vision.depth >= 0, vision.patchSize > 0, vision.spatialMergeSize > 0, vision.temporalPatchSize > 0,
+              vision.intermediateSize > 0, vision.inChannels > 0, vision.windowSize >= 0 else {
             throw ConfigError.invalidValue(file: file, key: "vision_config", reason: "sizes must be positive")
         }
         // text_config's tie flag wins: some 4.5x saves disagree at the top level.

@@ -203,10 +203,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func floats(_ e: TensorEntry) throws -> [Float] {
         let p = pointer(e)
         let n = e.elementCount
+        if n == 0 { return [] }
         switch e.dtype {
         case .f32, .f16, .bf16:
             return [Float](unsafeUninitializedCapacity: n) { buf, count in
-                convertToFloat(p, dtype: e.dtype, count: n, into: buf.baseAddress!) // invariant: capacity n > 0 or loop is empty
+                convertToFloat(p, dtype: e.dtype, count: n, into: buf.baseAddress!) // invariant: n > 0 (checked above)
                 count = n
             }
         case .f64: return (0..<n).map { Float(p.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) }

@@ -96,10 +96,8 @@ struct BenchRuntimeCommand: ParsableCommand {
         let loadStart = Date()
         let model = try VLMModel.load(path: modelPath)
         let loadSeconds = Date().timeIntervalSince(loadStart)
-        let bandwidth = RuntimeBenchmark.memoryBandwidth()
         print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightDType.rawValue), \(String(format: "%.2f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
         print("cores:      \(ProcessInfo.processInfo.activeProcessorCount)")
-        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
 
         // A prompt of about `promptTokens` text tokens.
         let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
@@ -122,11 +120,15 @@ struct BenchRuntimeCommand: ParsableCommand {
                      Double(stats.prefillTokens) / stats.prefillSeconds))
         print(String(format: "first token: %.3f s after the request (image preprocessing %.3f s included)",
                      prepareSeconds + stats.timeToFirstToken, prepareSeconds))
+        let peak = RuntimeBenchmark.peakResidentBytes()
+        // Measured after the run so its buffer does not count in the peak.
+        let bandwidth = RuntimeBenchmark.memoryBandwidth()
+        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
         let perToken = Double(model.decodeWeightBytes)
         let decodeRate = Double(stats.decodeSteps) / stats.decodeSeconds
         print(String(format: "decode:     %d tokens in %.3f s = %.2f tok/s", stats.decodeSteps, stats.decodeSeconds, decodeRate))
         print(String(format: "            %.2f GB of weights per token → bound %.2f tok/s at %.1f GB/s; reached %.0f%% of it",
                      perToken / gb, bandwidth / perToken, bandwidth / gb, 100 * decodeRate * perToken / bandwidth))
-        print(String(format: "peak RSS:   %.2f GB", Double(RuntimeBenchmark.peakResidentBytes()) / gb))
+        print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
     }
 }

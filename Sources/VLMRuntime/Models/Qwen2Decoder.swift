@@ -154,8 +154,8 @@ final class Qwen2Decoder: @unchecked Sendable {
                         sinT.withUnsafeBufferPointer { sp in
                             for i in 0..<rows {
                                 let cs = cp.baseAddress! + i * half, sn = sp.baseAddress! + i * half // invariant: rows > 0
-                                for hh in 0..<heads { Kernels.rotate(qp.baseAddress! + i * heads * hd + hh * hd, cos: cs, sin: sn, half: half) }
-                                for hh in 0..<kvHeads { Kernels.rotate(kp.baseAddress! + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) }
+                                for hh in 0..<heads { Kernels.rotate(qp.baseAddress! + i * heads * hd + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+                                for hh in 0..<kvHeads { Kernels.rotate(kp.baseAddress! + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
                             }
                         }
                     }

@@ -241,7 +241,7 @@ final class VisionTower: @unchecked Sendable {
                         for part in 0..<2 {
                             for h in 0..<heads {
                                 Kernels.rotate(q.baseAddress! + i * 3 * d + part * d + h * hd, // invariant: in bounds by construction
-                                               cos: cp.baseAddress! + i * half, sin: sp.baseAddress! + i * half, half: half)
+                                               cos: cp.baseAddress! + i * half, sin: sp.baseAddress! + i * half, half: half) // invariant: inside a loop over n > 0 rows
                             }
                         }
                     }

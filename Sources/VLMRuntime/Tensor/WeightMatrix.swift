@@ -37,7 +37,9 @@ public final class WeightMatrix: @unchecked Sendable {
         self.cols = cols
         self.dtype = .f32
         let buf = UnsafeMutableRawPointer.allocate(byteCount: max(rows * cols * 4, 1), alignment: 64)
-        values.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, rows * cols * 4)) } // invariant: non-empty arrays have a base address
+        values.withUnsafeBytes { src in
+            if let base = src.baseAddress { buf.copyMemory(from: base, byteCount: min(src.count, rows * cols * 4)) }
+        }
         self.raw = UnsafeRawPointer(buf)
         self.owned = buf
         self.owner = nil
@@ -78,7 +80,8 @@ struct Linear: @unchecked Sendable {
         var y = [Float](repeating: 0, count: m * outFeatures)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                Kernels.linear(xp.baseAddress!, rows: m, weight: weight, bias: bias, out: yp.baseAddress!) // invariant: sizes > 0 for real layers
+                guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
+                Kernels.linear(xb, rows: m, weight: weight, bias: bias, out: yb)
             }
         }
         return y
