@@ -84,3 +84,79 @@ static inline void assay_dot_rows(const void *w, int kind, const float *x, long 
         out[i] = s;
     }
 }
+
+/* ---- bf16 × bf16 → f32 matrix product with AVX512-BF16 (vdpbf16ps) -------------------------
+   For prefill and vision over bf16 weights when the caller opted into bf16 matmuls: OpenBLAS as
+   shipped by Debian has no sbgemm. C[m, n] = Σ_k A[m, k]·B[n, k] for columns n0 ≤ n < n1.
+   A: activations already rounded to bf16, rows padded with zeros to a multiple of 8 and K to an
+   even count (lda elements per row). B: weights [N, K] row-major (ldb = K). Bp: scratch of
+   256·32 uint32 (one packed 32-column × 512-k panel). */
+
+static inline int assay_cpu_has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6) != 0xE6) return 0; /* XMM, YMM, opmask and ZMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (!(f && bw && vl)) return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (a >> 5) & 1; /* AVX512_BF16 */
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static inline void assay_bf16_gemm_cols(const uint16_t *A, long lda, long M, const uint16_t *B, long K,
+                                        long n0, long n1, float *C, long ldc, uint32_t *Bp) {
+    const long KC = 512;
+    long Mpad = (M + 7) & ~7L;
+    for (long nt = n0; nt < n1; nt += 32) {
+        long nw = n1 - nt < 32 ? n1 - nt : 32;
+        __mmask16 mask0 = nw >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nw) - 1);
+        __mmask16 mask1 = nw > 16 ? (nw >= 32 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nw - 16)) - 1)) : 0;
+        for (long k0 = 0; k0 < K; k0 += KC) {
+            long kw = K - k0 < KC ? K - k0 : KC;
+            long kp = (kw + 1) / 2;
+            for (long j = 0; j < 32; j++) {
+                if (j < nw) {
+                    const uint16_t *src = B + (nt + j) * K + k0;
+                    for (long p = 0; p < kw / 2; p++) {
+                        uint32_t v;
+                        __builtin_memcpy(&v, src + 2 * p, 4);
+                        Bp[p * 32 + j] = v;
+                    }
+                    if (kw & 1) Bp[(kp - 1) * 32 + j] = src[kw - 1];
+                } else {
+                    for (long p = 0; p < kp; p++) Bp[p * 32 + j] = 0;
+                }
+            }
+            for (long m = 0; m < Mpad; m += 8) {
+                __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+                __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+                const uint16_t *a = A + m * lda + k0;
+                for (long p = 0; p < kp; p++) {
+                    __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void *)(Bp + p * 32));
+                    __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void *)(Bp + p * 32 + 16));
+                    int32_t s;
+#define ASSAY_ROW(r, x0, x1) \
+                    __builtin_memcpy(&s, a + (r) * lda + 2 * p, 4); \
+                    { __m512bh av = (__m512bh)_mm512_set1_epi32(s); x0 = _mm512_dpbf16_ps(x0, av, b0); x1 = _mm512_dpbf16_ps(x1, av, b1); }
+                    ASSAY_ROW(0, c00, c01) ASSAY_ROW(1, c10, c11) ASSAY_ROW(2, c20, c21) ASSAY_ROW(3, c30, c31)
+                    ASSAY_ROW(4, c40, c41) ASSAY_ROW(5, c50, c51) ASSAY_ROW(6, c60, c61) ASSAY_ROW(7, c70, c71)
+#undef ASSAY_ROW
+                }
+                __m512 rows[16] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71};
+                for (int r = 0; r < 8 && m + r < M; r++) {
+                    float *dst = C + (m + r) * ldc + nt;
+                    __m512 v0 = rows[2 * r], v1 = rows[2 * r + 1];
+                    if (k0 > 0) {
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask0, dst));
+                        if (mask1) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask1, dst + 16));
+                    }
+                    _mm512_mask_storeu_ps(dst, mask0, v0);
+                    if (mask1) _mm512_mask_storeu_ps(dst + 16, mask1, v1);
+                }
+            }
+        }
+    }
+}

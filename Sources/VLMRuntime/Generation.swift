@@ -87,12 +87,14 @@ public final class VLMModel: @unchecked Sendable {
     let vision: VisionTower
     let decoder: Qwen2Decoder
 
-    /// - Parameters: minPixels / maxPixels override the processor config (CPU budgets).
-    public static func load(path: String, minPixels: Int? = nil, maxPixels: Int? = nil) throws -> VLMModel {
-        try VLMModel(path: path, minPixels: minPixels, maxPixels: maxPixels)
+    /// - Parameters:
+    ///   - minPixels / maxPixels: override the processor config (CPU budgets)
+    ///   - precision: how prefill and vision multiply bf16 weights (default: exact fp32 maths)
+    public static func load(path: String, minPixels: Int? = nil, maxPixels: Int? = nil, precision: MatmulPrecision = .float32) throws -> VLMModel {
+        try VLMModel(path: path, minPixels: minPixels, maxPixels: maxPixels, precision: precision)
     }
 
-    init(path: String, minPixels: Int?, maxPixels: Int?) throws {
+    init(path: String, minPixels: Int?, maxPixels: Int?, precision: MatmulPrecision) throws {
         directory = path
         func file(_ n: String) -> String { (path as NSString).appendingPathComponent(n) }
         var isDir: ObjCBool = false
@@ -130,7 +132,7 @@ public final class VLMModel: @unchecked Sendable {
         padTokenId = pad ?? stops.min()! // invariant: stops is non-empty (checked above)
 
         let checkpoint = try SafeTensorsCheckpoint(directory: path)
-        let weights = WeightLoader(checkpoint: checkpoint)
+        let weights = WeightLoader(checkpoint: checkpoint, precision: precision)
         vision = try VisionTower(family: config.family, config: config.vision, weights: weights)
         decoder = try Qwen2Decoder(config: config.text, weights: weights, tied: config.tieWordEmbeddings)
     }

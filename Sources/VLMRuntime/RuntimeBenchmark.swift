@@ -41,6 +41,9 @@ public enum RuntimeBenchmark {
 }
 
 extension VLMModel {
+    /// Whether `MatmulPrecision.bfloat16` takes effect on this CPU.
+    public static var supportsBF16Matmul: Bool { Kernels.hasAVX512BF16 }
+
     /// Bytes of LM weights one decode step reads (all layer matrices and the LM head).
     public var decodeWeightBytes: Int {
         var total = decoder.lmHead.byteCount

@@ -98,8 +98,22 @@ struct BenchRuntimeCommand: ParsableCommand {
         let loadSeconds = Date().timeIntervalSince(loadStart)
         print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightDType.rawValue), \(String(format: "%.2f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
         print("cores:      \(ProcessInfo.processInfo.activeProcessorCount)")
+        let decodeRate = try measure(model, label: "fp32 matmuls (exact)")
+        let peak = RuntimeBenchmark.peakResidentBytes()
+        if model.weightDType == .bf16 && VLMModel.supportsBF16Matmul {
+            _ = try measure(try VLMModel.load(path: modelPath, precision: .bfloat16), label: "bf16 matmuls (AVX512-BF16)")
+        }
+        // Measured after the runs so its buffer does not count in the peak.
+        let bandwidth = RuntimeBenchmark.memoryBandwidth()
+        let perToken = Double(model.decodeWeightBytes)
+        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
+        print(String(format: "decode:     %.2f GB of weights per token → bound %.2f tok/s; reached %.0f%% of it",
+                     perToken / gb, bandwidth / perToken, 100 * decodeRate * perToken / bandwidth))
+        print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
+    }
 
-        // A prompt of about `promptTokens` text tokens.
+    /// One prompt + decode run; prints its figures and returns decode tokens/s.
+    func measure(_ model: VLMModel, label: String) throws -> Double {
         let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
         let ids = Array(model.tokenizer.encode(filler).prefix(promptTokens))
         var parts: [ChatMessage.Part] = []
@@ -110,25 +124,18 @@ struct BenchRuntimeCommand: ParsableCommand {
         let prepareSeconds = Date().timeIntervalSince(start)
         var stats = GenerationStats()
         _ = try model.generate(batch, parameters: GenerationParameters(maxNewTokens: genTokens, stopAtEOS: false), stats: &stats)
-
+        print("[\(label)]")
         if stats.images > 0 {
             let g = batch.images.grids[0]
-            print(String(format: "vision:     %.3f s per image (%d patches → %d tokens)", stats.visionSeconds / Double(stats.images),
+            print(String(format: "  vision:      %.3f s per image (%d patches → %d tokens)", stats.visionSeconds / Double(stats.images),
                          g.patches, g.tokens(merge: model.config.vision.spatialMergeSize)))
         }
-        print(String(format: "prefill:    %d tokens in %.3f s = %.1f tok/s", stats.prefillTokens, stats.prefillSeconds,
+        print(String(format: "  prefill:     %d tokens in %.3f s = %.1f tok/s", stats.prefillTokens, stats.prefillSeconds,
                      Double(stats.prefillTokens) / stats.prefillSeconds))
-        print(String(format: "first token: %.3f s after the request (image preprocessing %.3f s included)",
+        print(String(format: "  first token: %.3f s after the request (image preprocessing %.3f s)",
                      prepareSeconds + stats.timeToFirstToken, prepareSeconds))
-        let peak = RuntimeBenchmark.peakResidentBytes()
-        // Measured after the run so its buffer does not count in the peak.
-        let bandwidth = RuntimeBenchmark.memoryBandwidth()
-        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
-        let perToken = Double(model.decodeWeightBytes)
-        let decodeRate = Double(stats.decodeSteps) / stats.decodeSeconds
-        print(String(format: "decode:     %d tokens in %.3f s = %.2f tok/s", stats.decodeSteps, stats.decodeSeconds, decodeRate))
-        print(String(format: "            %.2f GB of weights per token → bound %.2f tok/s at %.1f GB/s; reached %.0f%% of it",
-                     perToken / gb, bandwidth / perToken, bandwidth / gb, 100 * decodeRate * perToken / bandwidth))
-        print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
+        let rate = Double(stats.decodeSteps) / stats.decodeSeconds
+        print(String(format: "  decode:      %d tokens in %.3f s = %.2f tok/s", stats.decodeSteps, stats.decodeSeconds, rate))
+        return rate
     }
 }

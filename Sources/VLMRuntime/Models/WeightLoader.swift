@@ -6,9 +6,11 @@ struct WeightLoader {
     let checkpoint: SafeTensorsCheckpoint
     /// canonical name → name in the file
     let names: [String: String]
+    let precision: MatmulPrecision
 
-    init(checkpoint: SafeTensorsCheckpoint) {
+    init(checkpoint: SafeTensorsCheckpoint, precision: MatmulPrecision = .float32) {
         self.checkpoint = checkpoint
+        self.precision = precision
         var names: [String: String] = [:]
         for n in checkpoint.tensorNames {
             if let c = WeightLayout.canonical(n) { names[c] = n }
@@ -32,7 +34,8 @@ struct WeightLoader {
         guard e.dtype == .f32 || e.dtype == .bf16 || e.dtype == .f16 else {
             throw SafeTensorsError.unsupportedDType(file: file.path, tensor: e.name, dtype: e.dtype.rawValue)
         }
-        return WeightMatrix(rows: shape[0], cols: shape.dropFirst().reduce(1, *), dtype: e.dtype, pointer: file.pointer(e), owner: file)
+        return WeightMatrix(rows: shape[0], cols: shape.dropFirst().reduce(1, *), dtype: e.dtype, pointer: file.pointer(e), owner: file,
+                            precision: precision)
     }
 
     /// The conv weight of the patch embedding, accepting mlx's channels-last layout too.

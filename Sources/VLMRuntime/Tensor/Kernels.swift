@@ -42,9 +42,41 @@ enum Kernels {
         _ = k
     }
 
+    static let hasAVX512BF16 = assay_cpu_has_avx512_bf16() != 0
+
+    /// bf16 GEMM (vdpbf16ps): activations rounded to bf16 once, weights read as stored, columns
+    /// split over the cores in 32-wide tiles.
+    static func gemmBF16(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>) {
+        let n = w.rows, k = w.cols
+        let kpad = (k + 1) & ~1, mpad = (m + 7) & ~7
+        let a = UnsafeMutablePointer<UInt16>.allocate(capacity: mpad * kpad)
+        defer { a.deallocate() }
+        a.initialize(repeating: 0, count: mpad * kpad)
+        let per = (m + cores - 1) / cores
+        parallel(cores) { c in
+            for i in (c * per)..<min(m, (c + 1) * per) {
+                for j in 0..<k { a[i * kpad + j] = floatToBF16(x[i * k + j]) }
+            }
+        }
+        let tiles = (n + 31) / 32
+        let chunks = min(tiles, cores * 4)
+        let weights = w.raw.assumingMemoryBound(to: UInt16.self)
+        parallel(chunks) { c in
+            let t0 = c * tiles / chunks, t1 = (c + 1) * tiles / chunks
+            guard t0 < t1 else { return }
+            let panel = UnsafeMutablePointer<UInt32>.allocate(capacity: 256 * 32)
+            defer { panel.deallocate() }
+            assay_bf16_gemm_cols(a, kpad, m, weights, k, t0 * 32, min(n, t1 * 32), out, n, panel)
+        }
+    }
+
     /// sgemm; non-f32 weights are widened tile by tile so the full matrix is never held in f32.
     static func gemm(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>) {
         let n = w.rows, k = w.cols
+        if w.bf16Matmul {
+            gemmBF16(x, rows: m, weight: w, out: out)
+            return
+        }
         if w.dtype == .f32 {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
                         x, Int32(k), w.raw.assumingMemoryBound(to: Float.self), Int32(k), 0, out, Int32(n))
