@@ -171,28 +171,58 @@ final class Qwen2Decoder: @unchecked Sendable {
                 }
             }
             var attn = [Float](repeating: 0, count: rows * heads * hd)
-            cache.keys[li].withUnsafeBufferPointer { kc in
-                cache.values[li].withUnsafeBufferPointer { vc in
-                    q.withUnsafeBufferPointer { qp in
-                        attn.withUnsafeMutableBufferPointer { ap in
-                            let kb = kc.baseAddress!, vb = vc.baseAddress!, qb = qp.baseAddress!, ab = ap.baseAddress! // invariant: non-empty buffers
-                            Kernels.parallel(b * heads) { task in
-                                let r = task / heads, hh = task % heads, kh = hh / group
-                                let slots = validSlots[r]
-                                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(slots.count, 1))
-                                defer { scores.deallocate() }
-                                var upto = 0
-                                for s in 0..<steps {
-                                    let p = start + s
-                                    while upto < slots.count && slots[upto] <= p { upto += 1 }
-                                    let out = ab + (r * steps + s) * heads * hd + hh * hd
-                                    guard upto > 0, cache.valid[r][p] else {
-                                        for d in 0..<hd { out[d] = 0 }
-                                        continue
+            if steps > 1 {
+                // Prefill: one sgemm pair per (row, head) over the row's cached keys.
+                let total = start + steps
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        q.withUnsafeBufferPointer { qp in
+                            attn.withUnsafeMutableBufferPointer { ap in
+                                guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
+                                for r in 0..<b {
+                                    cache.valid[r].withUnsafeBufferPointer { valid in
+                                        for hh in 0..<heads {
+                                            let base = r * cache.capacity * kvDim + (hh / group) * hd
+                                            Kernels.blockAttention(q: qb + r * steps * heads * hd + hh * hd, ldq: heads * hd,
+                                                                   k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                                   out: ab + r * steps * heads * hd + hh * hd, ldo: heads * hd,
+                                                                   queries: steps, keys: total, headDim: hd, scale: scale,
+                                                                   causalOffset: start, keyValid: valid.baseAddress)
+                                        }
                                     }
-                                    let base = r * cache.capacity * kvDim + kh * hd
-                                    Kernels.attend(q: qb + (r * steps + s) * heads * hd + hh * hd, k: kb + base, v: vb + base, stride: kvDim,
-                                                   keys: slots, count: upto, headDim: hd, scale: scale, scores: scores, out: out)
+                                }
+                                // Padded query slots attend to nothing and stay zero.
+                                for r in 0..<b { for s in 0..<steps where !cache.valid[r][start + s] {
+                                    for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
+                                } }
+                            }
+                        }
+                    }
+                }
+            } else {
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        q.withUnsafeBufferPointer { qp in
+                            attn.withUnsafeMutableBufferPointer { ap in
+                                let kb = kc.baseAddress!, vb = vc.baseAddress!, qb = qp.baseAddress!, ab = ap.baseAddress! // invariant: non-empty buffers
+                                Kernels.parallel(b * heads) { task in
+                                    let r = task / heads, hh = task % heads, kh = hh / group
+                                    let slots = validSlots[r]
+                                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(slots.count, 1))
+                                    defer { scores.deallocate() }
+                                    var upto = 0
+                                    for s in 0..<steps {
+                                        let p = start + s
+                                        while upto < slots.count && slots[upto] <= p { upto += 1 }
+                                        let out = ab + (r * steps + s) * heads * hd + hh * hd
+                                        guard upto > 0, cache.valid[r][p] else {
+                                            for d in 0..<hd { out[d] = 0 }
+                                            continue
+                                        }
+                                        let base = r * cache.capacity * kvDim + kh * hd
+                                        Kernels.attend(q: qb + (r * steps + s) * heads * hd + hh * hd, k: kb + base, v: vb + base, stride: kvDim,
+                                                       keys: slots, count: upto, headDim: hd, scale: scale, scores: scores, out: out)
+                                    }
                                 }
                             }
                         }

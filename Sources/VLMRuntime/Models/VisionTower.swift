@@ -250,24 +250,20 @@ final class VisionTower: @unchecked Sendable {
         }
     }
 
-    /// Non-causal attention inside each segment of `cu`, parallel over (segment, head).
+    /// Non-causal attention inside each segment of `cu`, one sgemm pair per (segment, head).
     private func segmentAttention(_ qkv: [Float], rows n: Int, width d: Int, heads: Int, cu: [Int]) -> [Float] {
         let hd = d / heads
         let scale = 1 / Float(hd).squareRoot()
         var out = [Float](repeating: 0, count: n * d)
-        let segments = cu.count - 1
-        let maxLen = zip(cu.dropFirst(), cu).map { $0 - $1 }.max() ?? 0
         qkv.withUnsafeBufferPointer { qp in
             out.withUnsafeMutableBufferPointer { op in
-                let q = qp.baseAddress!, o = op.baseAddress! // invariant: n·d > 0
-                Kernels.parallel(segments * heads) { task in
-                    let s = task / heads, h = task % heads
-                    let a = cu[s], b = cu[s + 1]
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(maxLen, 1))
-                    defer { scores.deallocate() }
-                    for i in a..<b {
-                        Kernels.attend(q: q + i * 3 * d + h * hd, k: q + d + h * hd, v: q + 2 * d + h * hd, stride: 3 * d,
-                                       from: a, to: b, headDim: hd, scale: scale, scores: scores, out: o + i * d + h * hd)
+                guard let q = qp.baseAddress, let o = op.baseAddress else { return }
+                for s in 0..<(cu.count - 1) {
+                    let a = cu[s], len = cu[s + 1] - cu[s]
+                    for h in 0..<heads {
+                        Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
+                                               v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
+                                               queries: len, keys: len, headDim: hd, scale: scale)
                     }
                 }
             }

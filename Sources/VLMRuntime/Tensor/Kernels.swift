@@ -309,6 +309,49 @@ enum Kernels {
         }
     }
 
+    /// Attention of a block of queries against a block of keys through sgemm: scores = q·kᵀ·scale,
+    /// disallowed keys −∞, row softmax, out = p·v. Query i may see key j when `keyValid[j]`
+    /// (if given) and, with `causalOffset` c, when j ≤ c + i. A query that sees no key gets zeros.
+    static func blockAttention(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                               v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
+                               queries nq: Int, keys nk: Int, headDim: Int, scale: Float,
+                               causalOffset: Int? = nil, keyValid: UnsafePointer<Bool>? = nil) {
+        guard nq > 0, nk > 0 else { return }
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: nq * nk)
+        defer { scores.deallocate() }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nk), Int32(headDim), scale,
+                    q, Int32(ldq), k, Int32(ldk), 0, scores, Int32(nk))
+        let chunks = min(nq, cores * 4)
+        let per = (nq + chunks - 1) / chunks
+        parallel(chunks) { c in
+            for i in (c * per)..<min(nq, (c + 1) * per) {
+                let row = scores + i * nk
+                let limit = causalOffset.map { min(nk, $0 + i + 1) } ?? nk
+                var mx = -Float.infinity
+                for j in 0..<limit where keyValid?[j] ?? true { mx = max(mx, row[j]) }
+                if mx == -Float.infinity {
+                    for j in 0..<nk { row[j] = 0 }
+                    continue
+                }
+                var sum: Float = 0
+                for j in 0..<limit {
+                    if keyValid?[j] ?? true {
+                        let e = expf(row[j] - mx)
+                        row[j] = e
+                        sum += e
+                    } else {
+                        row[j] = 0
+                    }
+                }
+                for j in limit..<nk { row[j] = 0 }
+                let inv = 1 / sum
+                for j in 0..<limit { row[j] *= inv }
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nq), Int32(headDim), Int32(nk), 1,
+                    scores, Int32(nk), v, Int32(ldv), 0, out, Int32(ldo))
+    }
+
     /// Rotate-half RoPE on one head vector: pairs (j, j + half) turn by the angle whose cos/sin are given.
     @inline(__always)
     static func rotate(_ x: UnsafeMutablePointer<Float>, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>, half: Int) {
