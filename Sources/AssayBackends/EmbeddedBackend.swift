@@ -20,8 +20,10 @@ public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
     ///   - name: model name for run records; defaults to the folder name
     ///   - batchSize: requests per forward batch (`--batch-size`)
     ///   - minPixels/maxPixels: override the processor's pixel budget
-    public init(modelPath: String, name: String? = nil, batchSize: Int = 1, minPixels: Int? = nil, maxPixels: Int? = nil) throws {
-        model = try VLMModel.load(path: modelPath, minPixels: minPixels, maxPixels: maxPixels)
+    ///   - precision: `.bfloat16` trades exact fp32 prefill maths for AVX512-BF16 speed
+    public init(modelPath: String, name: String? = nil, batchSize: Int = 1, minPixels: Int? = nil, maxPixels: Int? = nil,
+                precision: MatmulPrecision = .float32) throws {
+        model = try VLMModel.load(path: modelPath, minPixels: minPixels, maxPixels: maxPixels, precision: precision)
         preferredBatchSize = max(1, batchSize)
         let fingerprint = try CheckpointFingerprint.compute(directory: modelPath)
         identity = BackendIdentity(kind: "local", model: name ?? URL(fileURLWithPath: modelPath).lastPathComponent,
