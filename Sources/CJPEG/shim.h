@@ -8,7 +8,7 @@
 
 /* libjpeg's default error handler calls exit(); this one longjmps back here and returns a
    message. Decoding uses libjpeg's defaults (ISLOW DCT, fancy upsampling), as Pillow does.
-   Output: 3-channel RGB, or 4-channel raw CMYK (*channels = 4, *adobe_inverted set when the
+   Output: 1-channel gray (grayscale files, Pillow's L), 3-channel RGB, or 4-channel raw CMYK (*channels = 4, *adobe_inverted set when the
    Adobe marker says the values are stored inverted). A truncated file is an error, as in Pillow. */
 
 struct assay_jpeg_error {
@@ -51,7 +51,7 @@ static inline int assay_jpeg_decode(const unsigned char *data, size_t size, size
     jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : (cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB);
     if ((size_t)cinfo.image_width * (size_t)cinfo.image_height > max_pixels) {
         snprintf(err, 256, "image is %ux%u pixels, more than the limit of %zu",
                  (unsigned)cinfo.image_width, (unsigned)cinfo.image_height, max_pixels);

@@ -5,9 +5,9 @@
 #include <string.h>
 
 /* libpng reports errors by longjmp, which Swift cannot catch; this decoder keeps the setjmp on
-   the C side and returns a status plus a message instead. Output is 8-bit RGB (3 channels) or
-   RGBA (4 channels, when the file has alpha or tRNS), like Pillow's RGB/RGBA modes: palettes are
-   expanded, gray is replicated, 16-bit samples keep their high byte, no gamma correction. */
+   the C side and returns a status plus a message instead. Output is 8-bit L, LA, RGB or RGBA
+   (1 to 4 channels) like Pillow's modes: palettes are expanded to RGB(A), tRNS becomes alpha,
+   16-bit samples keep their high byte, no gamma correction. */
 
 typedef struct {
     const unsigned char *data;
@@ -69,12 +69,11 @@ static inline int assay_png_decode(const unsigned char *data, size_t size, size_
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
     if (depth == 16) png_set_strip_16(png);
-    if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
     (void)png_set_interlace_handling(png);
     png_read_update_info(png, info);
     int ch = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    if ((ch != 3 && ch != 4) || rowbytes != (size_t)w * (size_t)ch) {
+    if (ch < 1 || ch > 4 || rowbytes != (size_t)w * (size_t)ch) {
         snprintf(err, 256, "unsupported PNG layout (%d channels)", ch);
         png_destroy_read_struct(&png, &info, NULL);
         return 1;

@@ -36,6 +36,17 @@ enum Fixtures {
         return obj
     }
 
+    /// Path of a processor fixture image: the first one listed whose mode is `mode`
+    /// (the held-back set has other file names).
+    static func image(mode: String = "RGB") throws -> String {
+        let idx = try json("goldens/processor/index.json")
+        let images = (idx["images"] as? [String: [String: Any]]) ?? [:]
+        guard let name = images.keys.sorted().first(where: { (images[$0]?["mode"] as? String) == mode }) ?? images.keys.sorted().first else {
+            throw XCTSkip("no images in goldens/processor/index.json")
+        }
+        return try require("goldens/processor/\(name)").path
+    }
+
     static func goldens(_ relative: String) throws -> SafeTensorsFile {
         try SafeTensorsFile(path: require(relative).path)
     }

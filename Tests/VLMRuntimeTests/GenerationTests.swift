@@ -5,7 +5,7 @@ import XCTest
 final class GenerationTests: XCTestCase {
     func loadTiny() throws -> (VLMModel, PixelImage) {
         let model = try VLMModel.load(path: try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint").path)
-        let image = try ImageDecoder.loadRGB(path: try Fixtures.require("goldens/processor/img_d_30x40.png").path)
+        let image = try ImageDecoder.loadRGB(path: try Fixtures.image())
         return (model, image)
     }
 

@@ -62,7 +62,7 @@ final class KernelTests: XCTestCase {
     func testBF16PrecisionModelStaysCloseToExactLogits() throws {
         guard Kernels.hasAVX512BF16 else { throw XCTSkip("CPU has no AVX512-BF16") }
         let dir = try Fixtures.require("goldens/qwen2_5_vl_tiny_bf16_v5/checkpoint").path
-        let image = try ImageDecoder.loadRGB(path: try Fixtures.require("goldens/processor/img_a_168x280.png").path)
+        let image = try ImageDecoder.loadRGB(path: try Fixtures.image())
         let conv: [[ChatMessage]] = [[.user([.image(image), .text("What is shown in this figure? Answer briefly.")])]]
         let exact = try VLMModel.load(path: dir)
         let fast = try VLMModel.load(path: dir, precision: .bfloat16)

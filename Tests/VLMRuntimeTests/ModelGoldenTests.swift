@@ -65,7 +65,7 @@ final class ModelGoldenTests: XCTestCase {
                 return y
             }
             assertClose(masked(trace.inputsEmbeds, width: h), try g.floats("\(pname)/inputs_embeds"), "\(label) inputs_embeds")
-            for stage in ["layer_0", "layer_1", "final_norm"] {
+            for stage in (0..<model.config.text.numLayers).map({ "layer_\($0)" }) + ["final_norm"] {
                 assertClose(masked(trace.decoder.stages[stage] ?? [], width: h), try g.floats("\(pname)/hidden/\(stage)"), "\(label) hidden/\(stage)")
             }
             if g.entries["\(pname)/logits"] != nil {

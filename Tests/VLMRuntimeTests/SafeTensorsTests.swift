@@ -75,12 +75,13 @@ final class SafeTensorsTests: XCTestCase {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dst.path)
         let cfgURL = dst.appendingPathComponent("config.json")
         var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: cfgURL)) as! [String: Any]
-        cfg["intermediate_size"] = 96
+        let inter = (cfg["intermediate_size"] as! NSNumber).intValue, hidden = (cfg["hidden_size"] as! NSNumber).intValue
+        cfg["intermediate_size"] = inter + 32
         try FileManager.default.removeItem(at: cfgURL)
         try JSONSerialization.data(withJSONObject: cfg).write(to: cfgURL)
         XCTAssertThrowsError(try VLMModel.load(path: dst.path)) { e in
             XCTAssertTrue("\(e)".contains("mlp.gate_proj.weight"), "\(e)")
-            XCTAssertTrue("\(e)".contains("[128, 64]"), "\(e)")
+            XCTAssertTrue("\(e)".contains("[\(inter), \(hidden)]"), "\(e)")
         }
         cfg.removeValue(forKey: "num_hidden_layers")
         try FileManager.default.removeItem(at: cfgURL)
@@ -99,11 +100,14 @@ final class SafeTensorsTests: XCTestCase {
         b.eosTokenIds = a.eosTokenIds
         b.padTokenId = a.padTokenId
         XCTAssertEqual(a.text, b.text)
-        XCTAssertEqual(a.vision.fullAttentionBlocks, [1, 3])
-        XCTAssertEqual(a.text.mropeSection, [2, 3, 3])
-        let q2 = try QwenVLConfig.load(path: try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint/config.json").path)
+        XCTAssertEqual(a.vision.fullAttentionBlocks, b.vision.fullAttentionBlocks)
+        let rawA = try Fixtures.json("goldens/qwen2_5_vl_tiny/checkpoint/config.json")
+        XCTAssertEqual(a.text.mropeSection, ((rawA["rope_scaling"] as? [String: Any])?["mrope_section"] as? [NSNumber])?.map(\.intValue))
+        let q2Path = try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint/config.json").path
+        let q2 = try QwenVLConfig.load(path: q2Path)
         XCTAssertEqual(q2.family, .qwen2VL)
-        XCTAssertEqual(q2.vision.intermediateSize, 64)
+        let rawV = try Fixtures.json("goldens/qwen2_vl_tiny/checkpoint/config.json")["vision_config"] as! [String: Any]
+        XCTAssertEqual(q2.vision.intermediateSize, (rawV["embed_dim"] as! NSNumber).intValue * (rawV["mlp_ratio"] as! NSNumber).intValue)
         // flat + text_config (transformers 4.52+): text_config wins for tie_word_embeddings.
         let mixed = #"{"model_type":"qwen2_5_vl","hidden_size":64,"tie_word_embeddings":false,"image_token_id":5,"vision_start_token_id":4,"text_config":{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":10,"tie_word_embeddings":true,"rope_scaling":{"type":"default","mrope_section":[2,3,3]}},"vision_config":{"depth":1,"hidden_size":32,"num_heads":2,"intermediate_size":64,"out_hidden_size":64}}"#
         let m = try QwenVLConfig.parse(Data(mixed.utf8), file: "mixed.json")

@@ -21,7 +21,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// 8-bit interleaved pixels, 3 (RGB) or 4 (RGBA) channels, row-major.
+/// 8-bit interleaved pixels, row-major: 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA) channels.
 public struct PixelImage: Sendable, Equatable {
     public var width: Int
     public var height: Int
@@ -49,8 +49,8 @@ public enum ImageDecoder {
         return try decode(data: data, name: path)
     }
 
-    /// Decodes a PNG or JPEG as Pillow would (`np.asarray(Image.open(f))`): RGB, or RGBA when the
-    /// file carries alpha. EXIF orientation is not applied here (see `applyOrientation`).
+    /// Decodes a PNG or JPEG as Pillow would (`np.asarray(Image.open(f))`): L, LA, RGB or RGBA
+    /// (palettes expanded). EXIF orientation is not applied here (see `applyOrientation`).
     public static func decode(data: Data, name: String) throws -> PixelImage {
         let bytes = [UInt8](data)
         if bytes.count >= 8 && bytes[0] == 0x89 && bytes[1] == 0x50 && bytes[2] == 0x4E && bytes[3] == 0x47 {
@@ -104,8 +104,8 @@ public enum ImageDecoder {
         guard status == 0, let p = out else { throw ImageError.corrupt(file: name, reason: message) }
         defer { free(p) }
         let count = Int(w) * Int(h)
-        if ch == 3 {
-            return PixelImage(width: Int(w), height: Int(h), channels: 3, pixels: Array(UnsafeBufferPointer(start: p, count: count * 3)))
+        if ch == 1 || ch == 3 {
+            return PixelImage(width: Int(w), height: Int(h), channels: Int(ch), pixels: Array(UnsafeBufferPointer(start: p, count: count * Int(ch))))
         }
         guard ch == 4 else { throw ImageError.corrupt(file: name, reason: "unexpected \(ch) JPEG components") }
         // Pillow's CMYK → RGB: channel = (255 − k)·(255 − c)/255 with its MULDIV255 rounding.
@@ -122,11 +122,22 @@ public enum ImageDecoder {
         return PixelImage(width: Int(w), height: Int(h), channels: 3, pixels: rgb)
     }
 
-    /// transformers' `convert_to_rgb`: anything with alpha is composited over opaque white with
-    /// Pillow's integer `alpha_composite`, then alpha is dropped.
+    /// transformers' `convert_to_rgb`: gray is replicated, anything with alpha is composited over
+    /// opaque white with Pillow's integer `alpha_composite`, then alpha is dropped.
     public static func convertToRGB(_ img: PixelImage) -> PixelImage {
-        guard img.channels == 4 else { return img }
         let n = img.width * img.height
+        switch img.channels {
+        case 3: return img
+        case 1: return PixelImage(width: img.width, height: img.height, channels: 3, pixels: img.pixels.flatMap { [$0, $0, $0] })
+        case 2:
+            var rgba = [UInt8](repeating: 0, count: n * 4)
+            for i in 0..<n {
+                let g = img.pixels[2 * i]
+                rgba[4 * i] = g; rgba[4 * i + 1] = g; rgba[4 * i + 2] = g; rgba[4 * i + 3] = img.pixels[2 * i + 1]
+            }
+            return convertToRGB(PixelImage(width: img.width, height: img.height, channels: 4, pixels: rgba))
+        default: break
+        }
         var rgb = [UInt8](repeating: 0, count: n * 3)
         for i in 0..<n {
             let sa = Int(img.pixels[4 * i + 3])

@@ -234,7 +234,7 @@ final class Qwen2Decoder: @unchecked Sendable {
             let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
             var g = layer.gate(xn2, rows: rows)
             let u = layer.up(xn2, rows: rows)
-            for i in 0..<g.count { g[i] = Kernels.silu(g[i]) * u[i] }
+            Kernels.swiGLU(&g, u)
             let m = layer.down(g, rows: rows)
             for i in 0..<x.count { x[i] += m[i] }
             trace?.stages["layer_\(li)"] = x

@@ -32,11 +32,11 @@ enum VisionMLP {
         case .gated(let gate, let up, let down):
             var g = gate(x, rows: rows)
             let u = up(x, rows: rows)
-            for i in 0..<g.count { g[i] = Kernels.silu(g[i]) * u[i] }
+            Kernels.swiGLU(&g, u)
             return down(g, rows: rows)
         case .plain(let fc1, let fc2, let quick):
             var h = fc1(x, rows: rows)
-            for i in 0..<h.count { h[i] = quick ? Kernels.quickGelu(h[i]) : Kernels.gelu(h[i]) }
+            if quick { Kernels.map(&h, Kernels.quickGelu) } else { Kernels.map(&h, Kernels.gelu) }
             return fc2(h, rows: rows)
         }
     }
@@ -207,7 +207,7 @@ final class VisionTower: @unchecked Sendable {
 
         let normed = mergerNorm(x, rows: n)
         var hidden = mergerFC1(normed, rows: n / unit)
-        for i in 0..<hidden.count { hidden[i] = Kernels.gelu(hidden[i]) }
+        Kernels.map(&hidden, Kernels.gelu)
         var merged = mergerFC2(hidden, rows: n / unit)
         trace?.stages["merger"] = merged
         if family == .qwen25VL {

@@ -258,6 +258,34 @@ enum Kernels {
         return y
     }
 
+    /// g = silu(g) · u, split over the cores (prefill and vision run this over millions of values).
+    static func swiGLU(_ g: inout [Float], _ u: [Float]) {
+        let n = g.count
+        let chunks = n >= 65536 ? cores * 4 : 1
+        let per = (n + chunks - 1) / chunks
+        g.withUnsafeMutableBufferPointer { gp in
+            u.withUnsafeBufferPointer { up in
+                guard let gb = gp.baseAddress, let ub = up.baseAddress else { return }
+                parallel(chunks) { c in
+                    for i in (c * per)..<min(n, (c + 1) * per) { gb[i] = silu(gb[i]) * ub[i] }
+                }
+            }
+        }
+    }
+
+    /// x = f(x) element-wise, split over the cores.
+    static func map(_ x: inout [Float], _ f: (Float) -> Float) {
+        let n = x.count
+        let chunks = n >= 65536 ? cores * 4 : 1
+        let per = (n + chunks - 1) / chunks
+        x.withUnsafeMutableBufferPointer { xp in
+            guard let xb = xp.baseAddress else { return }
+            parallel(chunks) { c in
+                for i in (c * per)..<min(n, (c + 1) * per) { xb[i] = f(xb[i]) }
+            }
+        }
+    }
+
     @inline(__always) static func silu(_ v: Float) -> Float { v / (1 + expf(-v)) }
     @inline(__always) static func quickGelu(_ v: Float) -> Float { v / (1 + expf(-1.702 * v)) }
     @inline(__always) static func gelu(_ v: Float) -> Float { 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
