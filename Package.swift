@@ -28,7 +28,7 @@ let package = Package(
         // SQLite store (GRDB): runs, items, responses, extractions, scores, metrics.
         .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
-        .target(name: "AssayBackends", dependencies: ["AssayCore"]),
+        .target(name: "AssayBackends", dependencies: ["AssayCore", "VLMRuntime"]),
         // Import, sweep and scoring passes that tie suites, backends and the store together.
         .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
         // Comparison between runs, Markdown and SVG rendering.
