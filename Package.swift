@@ -55,6 +55,7 @@ let package = Package(
             name: "AssayEngineTests",
             dependencies: ["AssayEngine", "AssaySuites", "AssayStore", "AssayCore", "AssayReport", "AssayBackends", "AssayTestSupport"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
         .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),
     ]

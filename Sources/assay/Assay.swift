@@ -10,6 +10,6 @@ struct Assay: AsyncParsableCommand {
         subcommands: [
             SuitesCommand.self, ImportCommand.self, ScoreCommand.self, MetricsCommand.self,
             CompareCommand.self, ReportCommand.self, ModelsCommand.self,
-        ]
+        ] + runtimeCommands
     )
 }
