@@ -30,7 +30,7 @@ let package = Package(
         // SQLite store (GRDB): runs, items, responses, extractions, scores, metrics.
         .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
-        .target(name: "AssayBackends", dependencies: ["AssayCore"]),
+        .target(name: "AssayBackends", dependencies: ["AssayCore", "VLMRuntime"]),
         // The OpenAI-compatible HTTP server (chat completions) in front of any responder: the test
         // server with injected faults, `assay bench http`, and later `assay serve`.
         .target(
@@ -69,6 +69,7 @@ let package = Package(
             name: "AssaySweepTests",
             dependencies: ["AssayEngine", "AssayServer", "AssayBackends", "AssayStore", "AssaySuites", "AssayCore", "AssayReport", "AssayTestSupport"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
         .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),
     ]

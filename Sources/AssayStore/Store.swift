@@ -39,29 +39,35 @@ public final class Store: Sendable {
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(30)
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrate(pool)
+            pool = try Self.openAndMigrate(path: path, configuration: configuration)
         } catch {
             throw StoreError.cannotOpen(path: path, "\(error)")
         }
     }
 
-    /// Applies pending migrations. GRDB reads which migrations are applied before it takes the
-    /// write lock, so two processes opening one new file at once (two sweeps started together)
-    /// can both try the first migration; the loser fails on "table already exists". Once the
-    /// winner has committed, a second look finds nothing left to do.
-    static func migrate(_ pool: DatabasePool) throws {
+    /// Opens the pool and applies pending migrations. Two processes creating one new file at the
+    /// same moment (two sweeps started together) collide twice: switching the new file to WAL
+    /// fails with "database is locked" instead of waiting, and GRDB reads which migrations are
+    /// applied before it takes the write lock, so the slower one can try the first migration
+    /// again ("table already exists"). Both are over once the other process has committed, so
+    /// those two errors are retried a few times; anything else is reported at once.
+    static func openAndMigrate(path: String, configuration: Configuration) throws -> DatabasePool {
         var attempt = 0
         while true {
             do {
+                let pool = try DatabasePool(path: path, configuration: configuration)
                 try Schema.migrator.migrate(pool)
-                return
-            } catch {
+                return pool
+            } catch let error as DatabaseError where attempt < 8 && isTransientOpenError(error) {
                 attempt += 1
-                if attempt >= 5 { throw error }
                 Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
             }
         }
+    }
+
+    static func isTransientOpenError(_ error: DatabaseError) -> Bool {
+        error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+            || (error.message ?? "").contains("already exists")
     }
 
     /// Names of the applied migrations, oldest first.

@@ -210,9 +210,9 @@ final class SweepCommandTests: XCTestCase {
 final class ConcurrentOpenTests: XCTestCase {
     func testProcessesCreatingOneDatabaseTogetherAllSucceed() async throws {
         let dir = try Fixtures.temporaryDirectory(for: self)
-        for round in 0..<3 {
+        for round in 0..<6 {
             let db = dir.appendingPathComponent("fresh\(round).sqlite")
-            let processes = try (0..<4).map { i in
+            let processes = try (0..<6).map { i in
                 try AssayProcess(["metrics", "--db", db.path, "--run", "none"], logs: dir, name: "open\(round)-\(i)")
             }
             for process in processes {

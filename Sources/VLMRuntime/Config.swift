@@ -1,0 +1,354 @@
+import Foundation
+
+/// Why a checkpoint's configuration could not be used; names the file and the key.
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case unreadable(file: String, reason: String)
+    case missingKey(file: String, key: String)
+    case invalidValue(file: String, key: String, reason: String)
+    case unsupportedModelType(file: String, modelType: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let f, let r): return "\(f): cannot read config: \(r)"
+        case .missingKey(let f, let k): return "\(f): required key '\(k)' is missing"
+        case .invalidValue(let f, let k, let r): return "\(f): key '\(k)': \(r)"
+        case .unsupportedModelType(let f, let t): return "\(f): model_type '\(t)' is not supported (qwen2_vl, qwen2_5_vl)"
+        }
+    }
+}
+
+/// Which vision tower and processor conventions a checkpoint uses.
+public enum ModelFamily: String, Sendable {
+    case qwen2VL = "qwen2_vl"
+    case qwen25VL = "qwen2_5_vl"
+}
+
+/// The language-model half of the configuration.
+public struct TextConfig: Sendable, Equatable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    public var mropeSection: [Int]
+    public var vocabSize: Int
+}
+
+/// The vision-tower half of the configuration (both families; unused fields keep defaults).
+public struct VisionConfig: Sendable, Equatable {
+    public var depth: Int
+    /// Width of the tower (`hidden_size` in Qwen2.5-VL, `embed_dim` in Qwen2-VL).
+    public var hiddenSize: Int
+    public var numHeads: Int
+    /// MLP width: `intermediate_size` (Qwen2.5-VL) or `embed_dim · mlp_ratio` (Qwen2-VL).
+    public var intermediateSize: Int
+    /// Merger output width, equal to the LM hidden size.
+    public var outHiddenSize: Int
+    public var patchSize: Int
+    public var temporalPatchSize: Int
+    public var spatialMergeSize: Int
+    public var inChannels: Int
+    public var windowSize: Int
+    public var fullAttentionBlocks: [Int]
+    public var tokensPerSecond: Double
+    public var hiddenAct: String
+    public var ropeTheta: Double
+}
+
+/// A Qwen2-VL / Qwen2.5-VL configuration resolved from any of the three `config.json` layouts:
+/// flat (Hub release), flat + `text_config` (transformers ≥ 4.52), and `text_config` +
+/// `rope_parameters` (transformers v5).
+public struct QwenVLConfig: Sendable, Equatable {
+    public var family: ModelFamily
+    public var text: TextConfig
+    public var vision: VisionConfig
+    public var imageTokenId: Int
+    public var videoTokenId: Int?
+    public var visionStartTokenId: Int
+    public var visionEndTokenId: Int?
+    /// EOS ids declared in config.json (generation_config.json adds more at load time).
+    public var eosTokenIds: [Int]
+    public var padTokenId: Int?
+    public var tieWordEmbeddings: Bool
+
+    public static func load(path: String) throws -> QwenVLConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError.unreadable(file: path, reason: "file not found or unreadable")
+        }
+        return try parse(data, file: path)
+    }
+
+    public static func parse(_ data: Data, file: String) throws -> QwenVLConfig {
+        let raw: RawConfig
+        do { raw = try JSONDecoder().decode(RawConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ConfigError.invalidValue(file: file, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), reason: "wrong type")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw ConfigError.invalidValue(file: file, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), reason: ctx.debugDescription)
+        } catch {
+            throw ConfigError.unreadable(file: file, reason: "not a JSON object")
+        }
+        return try raw.resolve(file: file)
+    }
+}
+
+// MARK: - Raw Codable layouts
+
+/// An int or a list of ints (`eos_token_id` is either).
+struct IntList: Codable, Equatable {
+    var values: [Int]
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let one = try? c.decode(Int.self) { values = [one] } else { values = try c.decode([Int].self) }
+    }
+    func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(values) }
+}
+
+struct RawRope: Codable {
+    var type: String?
+    var rope_type: String?
+    var mrope_section: [Int]?
+    var rope_theta: Double?
+}
+
+struct RawText: Codable {
+    var hidden_size: Int?
+    var intermediate_size: Int?
+    var num_hidden_layers: Int?
+    var num_attention_heads: Int?
+    var num_key_value_heads: Int?
+    var head_dim: Int?
+    var rms_norm_eps: Double?
+    var rope_theta: Double?
+    var rope_scaling: RawRope?
+    var rope_parameters: RawRope?
+    var vocab_size: Int?
+    var tie_word_embeddings: Bool?
+    var eos_token_id: IntList?
+    var pad_token_id: Int?
+    var image_token_id: Int?
+    var video_token_id: Int?
+    var vision_start_token_id: Int?
+    var vision_end_token_id: Int?
+}
+
+struct RawVision: Codable {
+    var depth: Int?
+    var hidden_size: Int?
+    var embed_dim: Int?
+    var num_heads: Int?
+    var intermediate_size: Int?
+    var mlp_ratio: Double?
+    var out_hidden_size: Int?
+    var patch_size: Int?
+    var spatial_patch_size: Int?
+    var temporal_patch_size: Int?
+    var spatial_merge_size: Int?
+    var in_chans: Int?
+    var in_channels: Int?
+    var window_size: Int?
+    var fullatt_block_indexes: [Int]?
+    var tokens_per_second: Double?
+    var hidden_act: String?
+    var rope_parameters: RawRope?
+}
+
+struct RawConfig: Codable {
+    var model_type: String?
+    var text_config: RawText?
+    var vision_config: RawVision?
+    // Flat layout: the text keys live at the top level (decoded again as RawText).
+    var tie_word_embeddings: Bool?
+    var image_token_id: Int?
+    var video_token_id: Int?
+    var vision_start_token_id: Int?
+    var vision_end_token_id: Int?
+    var eos_token_id: IntList?
+    var pad_token_id: Int?
+    var top: RawText?
+
+    enum CodingKeys: String, CodingKey {
+        case model_type, text_config, vision_config, tie_word_embeddings, image_token_id, video_token_id
+        case vision_start_token_id, vision_end_token_id, eos_token_id, pad_token_id
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model_type = try c.decodeIfPresent(String.self, forKey: .model_type)
+        text_config = try c.decodeIfPresent(RawText.self, forKey: .text_config)
+        vision_config = try c.decodeIfPresent(RawVision.self, forKey: .vision_config)
+        tie_word_embeddings = try c.decodeIfPresent(Bool.self, forKey: .tie_word_embeddings)
+        image_token_id = try c.decodeIfPresent(Int.self, forKey: .image_token_id)
+        video_token_id = try c.decodeIfPresent(Int.self, forKey: .video_token_id)
+        vision_start_token_id = try c.decodeIfPresent(Int.self, forKey: .vision_start_token_id)
+        vision_end_token_id = try c.decodeIfPresent(Int.self, forKey: .vision_end_token_id)
+        eos_token_id = try c.decodeIfPresent(IntList.self, forKey: .eos_token_id)
+        pad_token_id = try c.decodeIfPresent(Int.self, forKey: .pad_token_id)
+        top = try RawText(from: decoder)
+    }
+
+    func encode(to encoder: Encoder) throws {}
+
+    func resolve(file: String) throws -> QwenVLConfig {
+        guard let modelType = model_type else { throw ConfigError.missingKey(file: file, key: "model_type") }
+        guard let family = ModelFamily(rawValue: modelType) else {
+            throw ConfigError.unsupportedModelType(file: file, modelType: modelType)
+        }
+        let t = text_config
+        let f = top
+        func req<T>(_ key: String, _ a: T?, _ b: T?) throws -> T {
+            if let a { return a }
+            if let b { return b }
+            throw ConfigError.missingKey(file: file, key: key)
+        }
+        let hidden = try req("hidden_size", t?.hidden_size, f?.hidden_size)
+        let heads = try req("num_attention_heads", t?.num_attention_heads, f?.num_attention_heads)
+        let kvHeads = t?.num_key_value_heads ?? f?.num_key_value_heads ?? heads
+        guard hidden > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0 else {
+            throw ConfigError.invalidValue(file: file, key: "num_key_value_heads", reason: "\(heads) heads are not a multiple of \(kvHeads) KV heads")
+        }
+        let headDim = t?.head_dim ?? f?.head_dim ?? hidden / heads
+        // v5 keeps rope settings in rope_parameters; older files in rope_scaling + rope_theta.
+        let rope = t?.rope_parameters ?? f?.rope_parameters ?? t?.rope_scaling ?? f?.rope_scaling
+        guard let section = rope?.mrope_section else {
+            throw ConfigError.missingKey(file: file, key: "rope_scaling.mrope_section")
+        }
+        guard section.reduce(0, +) * 2 == headDim, section.count == 3 else {
+            throw ConfigError.invalidValue(file: file, key: "mrope_section", reason: "\(section) must have 3 parts summing to head_dim/2 = \(headDim / 2)")
+        }
+        let text = TextConfig(
+            hiddenSize: hidden,
+            intermediateSize: try req("intermediate_size", t?.intermediate_size, f?.intermediate_size),
+            numLayers: try req("num_hidden_layers", t?.num_hidden_layers, f?.num_hidden_layers),
+            numHeads: heads,
+            numKVHeads: kvHeads,
+            headDim: headDim,
+            // transformers' class default is 1e-5; real checkpoints say 1e-6.
+            rmsNormEps: Float(t?.rms_norm_eps ?? f?.rms_norm_eps ?? 1e-5),
+            ropeTheta: rope?.rope_theta ?? t?.rope_theta ?? f?.rope_theta ?? 1_000_000,
+            mropeSection: section,
+            vocabSize: try req("vocab_size", t?.vocab_size, f?.vocab_size))
+        for (key, value) in [("intermediate_size", text.intermediateSize), ("num_hidden_layers", text.numLayers),
+                             ("vocab_size", text.vocabSize), ("head_dim", text.headDim)] where value <= 0 {
+            throw ConfigError.invalidValue(file: file, key: key, reason: "must be positive, got \(value)")
+        }
+        guard let v = vision_config else { throw ConfigError.missingKey(file: file, key: "vision_config") }
+        let vision: VisionConfig
+        switch family {
+        case .qwen25VL:
+            let vh = try req("vision_config.hidden_size", v.hidden_size, nil)
+            vision = VisionConfig(
+                depth: try req("vision_config.depth", v.depth, nil), hiddenSize: vh,
+                numHeads: try req("vision_config.num_heads", v.num_heads, nil),
+                intermediateSize: try req("vision_config.intermediate_size", v.intermediate_size, nil),
+                outHiddenSize: v.out_hidden_size ?? hidden,
+                patchSize: v.patch_size ?? v.spatial_patch_size ?? 14, temporalPatchSize: v.temporal_patch_size ?? 2,
+                spatialMergeSize: v.spatial_merge_size ?? 2, inChannels: v.in_channels ?? v.in_chans ?? 3,
+                windowSize: v.window_size ?? 112, fullAttentionBlocks: v.fullatt_block_indexes ?? [7, 15, 23, 31],
+                tokensPerSecond: v.tokens_per_second ?? 4, hiddenAct: v.hidden_act ?? "silu",
+                ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
+        case .qwen2VL:
+            let embed = try req("vision_config.embed_dim", v.embed_dim, nil)
+            vision = VisionConfig(
+                depth: try req("vision_config.depth", v.depth, nil), hiddenSize: embed,
+                numHeads: try req("vision_config.num_heads", v.num_heads, nil),
+                intermediateSize: Int((Double(embed) * (v.mlp_ratio ?? 4)).rounded(.down)),
+                outHiddenSize: v.hidden_size ?? hidden,
+                patchSize: v.patch_size ?? v.spatial_patch_size ?? 14, temporalPatchSize: v.temporal_patch_size ?? 2,
+                spatialMergeSize: v.spatial_merge_size ?? 2, inChannels: v.in_channels ?? v.in_chans ?? 3,
+                windowSize: 0, fullAttentionBlocks: [], tokensPerSecond: v.tokens_per_second ?? 2,
+                hiddenAct: v.hidden_act ?? "quick_gelu", ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
+        }
+        guard vision.numHeads > 0, vision.hiddenSize % vision.numHeads == 0, (vision.hiddenSize / vision.numHeads) % 4 == 0 else {
+            throw ConfigError.invalidValue(file: file, key: "vision_config.num_heads", reason: "vision head_dim must be a multiple of 4")
+        }
+        guard vision.outHiddenSize == hidden else {
+            throw ConfigError.invalidValue(file: file, key: "vision_config.out_hidden_size", reason: "\(vision.outHiddenSize) differs from the LM hidden size \(hidden)")
+        }
+        guard vision.depth >= 0, vision.patchSize > 0, vision.spatialMergeSize > 0, vision.temporalPatchSize > 0,
+              vision.intermediateSize > 0, vision.inChannels > 0, vision.windowSize >= 0 else {
+            throw ConfigError.invalidValue(file: file, key: "vision_config", reason: "sizes must be positive")
+        }
+        // text_config's tie flag wins: some 4.5x saves disagree at the top level.
+        let tied = t?.tie_word_embeddings ?? tie_word_embeddings ?? false
+        return QwenVLConfig(
+            family: family, text: text, vision: vision,
+            imageTokenId: try req("image_token_id", image_token_id, t?.image_token_id),
+            videoTokenId: video_token_id ?? t?.video_token_id,
+            visionStartTokenId: try req("vision_start_token_id", vision_start_token_id, t?.vision_start_token_id),
+            visionEndTokenId: vision_end_token_id ?? t?.vision_end_token_id,
+            eosTokenIds: (t?.eos_token_id ?? eos_token_id)?.values ?? [],
+            padTokenId: t?.pad_token_id ?? pad_token_id,
+            tieWordEmbeddings: tied)
+    }
+}
+
+/// Settings of the image processor, from `preprocessor_config.json` (v4) or
+/// `processor_config.json` → `image_processor` (v5), where min/max pixels may sit in
+/// `size.shortest_edge` / `size.longest_edge` (pixel counts despite the names).
+public struct ProcessorConfig: Sendable, Equatable {
+    public var minPixels: Int = 3136
+    public var maxPixels: Int = 1_003_520
+    public var patchSize: Int = 14
+    public var temporalPatchSize: Int = 2
+    public var mergeSize: Int = 2
+    public var imageMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public var imageStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    public init() {}
+
+    /// Reads whichever processor file the checkpoint folder has; defaults if none.
+    public static func load(directory: String) throws -> ProcessorConfig {
+        var cfg = ProcessorConfig()
+        for name in ["preprocessor_config.json", "processor_config.json"] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            guard var obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw ConfigError.unreadable(file: path, reason: "not a JSON object")
+            }
+            if let inner = obj["image_processor"] as? [String: Any] { obj = inner }
+            func int(_ k: String) -> Int? { (obj[k] as? NSNumber)?.intValue }
+            if let size = obj["size"] as? [String: Any] {
+                if let v = (size["shortest_edge"] as? NSNumber)?.intValue { cfg.minPixels = v }
+                if let v = (size["longest_edge"] as? NSNumber)?.intValue { cfg.maxPixels = v }
+            }
+            if let v = int("min_pixels") { cfg.minPixels = v }
+            if let v = int("max_pixels") { cfg.maxPixels = v }
+            if let v = int("patch_size") { cfg.patchSize = v }
+            if let v = int("temporal_patch_size") { cfg.temporalPatchSize = v }
+            if let v = int("merge_size") { cfg.mergeSize = v }
+            if let m = obj["image_mean"] as? [NSNumber], m.count == 3 { cfg.imageMean = m.map { $0.floatValue } }
+            if let s = obj["image_std"] as? [NSNumber], s.count == 3 { cfg.imageStd = s.map { $0.floatValue } }
+            guard cfg.patchSize > 0, cfg.mergeSize > 0, cfg.temporalPatchSize > 0, cfg.minPixels > 0, cfg.maxPixels >= cfg.minPixels else {
+                throw ConfigError.invalidValue(file: path, key: "min_pixels/max_pixels/patch_size", reason: "must be positive with min ≤ max")
+            }
+            break
+        }
+        return cfg
+    }
+}
+
+/// Where a checkpoint's tensor names come from. Every layout is mapped onto the Hub names
+/// (`model.*`, `visual.*`, `lm_head.*`) in this one table.
+enum WeightLayout {
+    /// (prefix in the file, canonical prefix), first match wins.
+    static let prefixes: [(String, String)] = [
+        ("model.language_model.", "model."),   // transformers ≥ 4.52 / v5
+        ("model.visual.", "visual."),          // transformers ≥ 4.52 / v5
+        ("language_model.model.", "model."),   // mlx
+        ("language_model.lm_head.", "lm_head."), // mlx
+        ("vision_tower.", "visual."),          // mlx
+        ("model.", "model."),                  // Hub release
+        ("visual.", "visual."),                // Hub release
+        ("lm_head.", "lm_head."),
+    ]
+
+    static func canonical(_ name: String) -> String? {
+        for (from, to) in prefixes where name.hasPrefix(from) {
+            return to + name.dropFirst(from.count)
+        }
+        return nil
+    }
+}

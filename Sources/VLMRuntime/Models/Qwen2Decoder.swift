@@ -1,0 +1,252 @@
+import Foundation
+
+struct DecoderLayer {
+    let inputNorm: [Float]
+    let postNorm: [Float]
+    let q: Linear, k: Linear, v: Linear, o: Linear
+    let gate: Linear, up: Linear, down: Linear
+}
+
+/// Keys and values of every layer for a batch of rows that share one padded length.
+final class KVCache {
+    let batch: Int
+    let capacity: Int
+    let kvDim: Int
+    var keys: [[Float]]
+    var values: [[Float]]
+    /// valid[b][p]: whether cache slot p of row b is a real token (left padding is not).
+    var valid: [[Bool]]
+    var length = 0
+
+    init(layers: Int, batch: Int, capacity: Int, kvDim: Int) {
+        self.batch = batch
+        self.capacity = capacity
+        self.kvDim = kvDim
+        keys = Array(repeating: [Float](repeating: 0, count: batch * capacity * kvDim), count: layers)
+        values = keys
+        valid = Array(repeating: [Bool](repeating: false, count: capacity), count: batch)
+    }
+}
+
+/// Why a forward pass could not run on the given input.
+public enum ModelInputError: Error, CustomStringConvertible, Equatable {
+    case tokenOutOfRange(id: Int, vocabulary: Int)
+    case imageTokenMismatch(tokens: Int, embeddings: Int)
+    case contextTooLong(tokens: Int, limit: Int)
+    case emptyPrompt
+    case missingImage(String)
+
+    public var description: String {
+        switch self {
+        case .tokenOutOfRange(let id, let v): return "token id \(id) is outside the embedding table (\(v) rows)"
+        case .imageTokenMismatch(let t, let e): return "image features and image tokens do not match: \(t) tokens, \(e) embeddings"
+        case .contextTooLong(let t, let l): return "prompt plus generation needs \(t) positions, more than the model's \(l)"
+        case .emptyPrompt: return "empty prompt"
+        case .missingImage(let r): return "image not provided: \(r)"
+        }
+    }
+}
+
+/// Intermediate results of a decoder pass, recorded only when asked for (tests).
+public final class DecoderTrace: @unchecked Sendable {
+    public var stages: [String: [Float]] = [:]
+    public init() {}
+}
+
+/// The Qwen2 decoder used by Qwen2-VL and Qwen2.5-VL: RMSNorm, GQA attention with q/k/v bias,
+/// multimodal rotary embedding (mRoPE), SwiGLU MLP, tied or separate LM head.
+final class Qwen2Decoder: @unchecked Sendable {
+    let config: TextConfig
+    let embed: WeightMatrix
+    let layers: [DecoderLayer]
+    let norm: [Float]
+    let lmHead: WeightMatrix
+    /// inv_freq[j] and the position axis (t, h, w) of each rotary pair.
+    let invFreq: [Float]
+    let pairAxis: [Int]
+
+    init(config c: TextConfig, weights w: WeightLoader, tied: Bool) throws {
+        config = c
+        let h = c.hiddenSize, hd = c.headDim
+        embed = try w.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
+        var layers: [DecoderLayer] = []
+        for i in 0..<c.numLayers {
+            let p = "model.layers.\(i)."
+            layers.append(DecoderLayer(
+                inputNorm: try w.vector(p + "input_layernorm.weight", count: h),
+                postNorm: try w.vector(p + "post_attention_layernorm.weight", count: h),
+                q: try w.linear(p + "self_attn.q_proj", out: c.numHeads * hd, in: h, bias: true),
+                k: try w.linear(p + "self_attn.k_proj", out: c.numKVHeads * hd, in: h, bias: true),
+                v: try w.linear(p + "self_attn.v_proj", out: c.numKVHeads * hd, in: h, bias: true),
+                o: try w.linear(p + "self_attn.o_proj", out: h, in: c.numHeads * hd, bias: false),
+                gate: try w.linear(p + "mlp.gate_proj", out: c.intermediateSize, in: h, bias: false),
+                up: try w.linear(p + "mlp.up_proj", out: c.intermediateSize, in: h, bias: false),
+                down: try w.linear(p + "mlp.down_proj", out: h, in: c.intermediateSize, bias: false)))
+        }
+        self.layers = layers
+        norm = try w.vector("model.norm.weight", count: h)
+        // A missing lm_head means tied embeddings, whatever the config says.
+        if !tied, w.has("lm_head.weight") {
+            lmHead = try w.matrix("lm_head.weight", shape: [c.vocabSize, h])
+        } else {
+            lmHead = embed
+        }
+        let half = hd / 2
+        invFreq = (0..<half).map { j in 1 / Float(pow(c.ropeTheta, Double(Float(2 * j) / Float(hd)))) }
+        var axis: [Int] = []
+        for (a, n) in c.mropeSection.enumerated() { axis += Array(repeating: a, count: n) }
+        pairAxis = axis
+    }
+
+    func makeCache(batch: Int, capacity: Int) -> KVCache {
+        KVCache(layers: layers.count, batch: batch, capacity: capacity, kvDim: config.numKVHeads * config.headDim)
+    }
+
+    /// Embedding rows of `ids` as Float32.
+    func embed(_ ids: [Int]) throws -> [Float] {
+        let h = config.hiddenSize
+        var x = [Float](repeating: 0, count: ids.count * h)
+        try x.withUnsafeMutableBufferPointer { xp in
+            for (i, id) in ids.enumerated() {
+                guard id >= 0, id < embed.rows else { throw ModelInputError.tokenOutOfRange(id: id, vocabulary: embed.rows) }
+                embed.row(id, into: xp.baseAddress! + i * h) // invariant: ids non-empty here
+            }
+        }
+        return x
+    }
+
+    /// Runs `steps` new tokens per row through every layer, appending to `cache`.
+    /// - x: [batch · steps, hidden], row-major by (row, step)
+    /// - positions: [3][batch · steps] (t, h, w)
+    /// - mask: [batch · steps], false for padding
+    /// Returns the final-norm hidden states [batch · steps, hidden].
+    func forward(_ input: [Float], positions: [[Int]], mask: [Bool], steps: Int, cache: KVCache, trace: DecoderTrace? = nil) -> [Float] {
+        let c = config
+        let b = cache.batch, rows = b * steps
+        let hd = c.headDim, half = hd / 2
+        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd, group = heads / kvHeads
+        let start = cache.length
+        for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }
+
+        // mRoPE: pair j turns by pos[axis(j)] · inv_freq[j].
+        var cosT = [Float](repeating: 0, count: rows * half), sinT = cosT
+        for i in 0..<rows {
+            for j in 0..<half {
+                let a = Float(positions[pairAxis[j]][i]) * invFreq[j]
+                cosT[i * half + j] = cosf(a)
+                sinT[i * half + j] = sinf(a)
+            }
+        }
+        // Per row, the cache slots that are real tokens (sorted).
+        var validSlots: [[Int]] = []
+        for r in 0..<b { validSlots.append((0..<(start + steps)).filter { cache.valid[r][$0] }) }
+        let scale = 1 / Float(hd).squareRoot()
+
+        var x = input
+        for (li, layer) in layers.enumerated() {
+            let xn = Kernels.rmsNorm(x, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps)
+            var q = layer.q(xn, rows: rows)
+            var k = layer.k(xn, rows: rows)
+            let v = layer.v(xn, rows: rows)
+            q.withUnsafeMutableBufferPointer { qp in
+                k.withUnsafeMutableBufferPointer { kp in
+                    cosT.withUnsafeBufferPointer { cp in
+                        sinT.withUnsafeBufferPointer { sp in
+                            for i in 0..<rows {
+                                let cs = cp.baseAddress! + i * half, sn = sp.baseAddress! + i * half // invariant: rows > 0
+                                for hh in 0..<heads { Kernels.rotate(qp.baseAddress! + i * heads * hd + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+                                for hh in 0..<kvHeads { Kernels.rotate(kp.baseAddress! + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+                            }
+                        }
+                    }
+                }
+            }
+            for r in 0..<b {
+                for s in 0..<steps {
+                    let dst = (r * cache.capacity + start + s) * kvDim, src = (r * steps + s) * kvDim
+                    for j in 0..<kvDim {
+                        cache.keys[li][dst + j] = k[src + j]
+                        cache.values[li][dst + j] = v[src + j]
+                    }
+                }
+            }
+            var attn = [Float](repeating: 0, count: rows * heads * hd)
+            if steps > 1 {
+                // Prefill: one sgemm pair per (row, head) over the row's cached keys.
+                let total = start + steps
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        q.withUnsafeBufferPointer { qp in
+                            attn.withUnsafeMutableBufferPointer { ap in
+                                guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
+                                for r in 0..<b {
+                                    cache.valid[r].withUnsafeBufferPointer { valid in
+                                        for hh in 0..<heads {
+                                            let base = r * cache.capacity * kvDim + (hh / group) * hd
+                                            Kernels.blockAttention(q: qb + r * steps * heads * hd + hh * hd, ldq: heads * hd,
+                                                                   k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                                   out: ab + r * steps * heads * hd + hh * hd, ldo: heads * hd,
+                                                                   queries: steps, keys: total, headDim: hd, scale: scale,
+                                                                   causalOffset: start, keyValid: valid.baseAddress)
+                                        }
+                                    }
+                                }
+                                // Padded query slots attend to nothing and stay zero.
+                                for r in 0..<b { for s in 0..<steps where !cache.valid[r][start + s] {
+                                    for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
+                                } }
+                            }
+                        }
+                    }
+                }
+            } else {
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        q.withUnsafeBufferPointer { qp in
+                            attn.withUnsafeMutableBufferPointer { ap in
+                                let kb = kc.baseAddress!, vb = vc.baseAddress!, qb = qp.baseAddress!, ab = ap.baseAddress! // invariant: non-empty buffers
+                                Kernels.parallel(b * heads) { task in
+                                    let r = task / heads, hh = task % heads, kh = hh / group
+                                    let slots = validSlots[r]
+                                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(slots.count, 1))
+                                    defer { scores.deallocate() }
+                                    var upto = 0
+                                    for s in 0..<steps {
+                                        let p = start + s
+                                        while upto < slots.count && slots[upto] <= p { upto += 1 }
+                                        let out = ab + (r * steps + s) * heads * hd + hh * hd
+                                        guard upto > 0, cache.valid[r][p] else {
+                                            for d in 0..<hd { out[d] = 0 }
+                                            continue
+                                        }
+                                        let base = r * cache.capacity * kvDim + kh * hd
+                                        Kernels.attend(q: qb + (r * steps + s) * heads * hd + hh * hd, k: kb + base, v: vb + base, stride: kvDim,
+                                                       keys: slots, count: upto, headDim: hd, scale: scale, scores: scores, out: out)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let o = layer.o(attn, rows: rows)
+            for i in 0..<x.count { x[i] += o[i] }
+            let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
+            var g = layer.gate(xn2, rows: rows)
+            let u = layer.up(xn2, rows: rows)
+            Kernels.swiGLU(&g, u)
+            let m = layer.down(g, rows: rows)
+            for i in 0..<x.count { x[i] += m[i] }
+            trace?.stages["layer_\(li)"] = x
+        }
+        cache.length += steps
+        let out = Kernels.rmsNorm(x, rows: rows, weight: norm, eps: c.rmsNormEps)
+        trace?.stages["final_norm"] = out
+        return out
+    }
+
+    /// Logits [rows, vocab] of final-norm hidden rows.
+    func logits(_ hidden: [Float], rows: Int) -> [Float] {
+        Linear(weight: lmHead, bias: nil)(hidden, rows: rows)
+    }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import VLMRuntime
+
+/// The embedded-runtime commands; the root command lists them among its subcommands.
+let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self]
+
+/// Thrown for flag combinations the runtime cannot honour.
+struct RuntimeCommandError: Error, CustomStringConvertible {
+    var description: String
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Answer one prompt (with images) with a local Qwen2-VL / Qwen2.5-VL checkpoint.")
+
+    @Option(help: "Checkpoint folder (config.json, *.safetensors, tokenizer.json, processor config).") var modelPath: String
+    @Option(help: "Image file (PNG or JPEG); repeat for several. Images go before the prompt text.") var image: [String] = []
+    @Option(help: "The user's text.") var prompt: String
+    @Option(help: "System prompt (default: the chat template's).") var system: String?
+    @Option(help: "Most tokens to generate.") var maxTokens = 256
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Double = 0
+    @Option(help: "Nucleus sampling mass.") var topP: Double = 1
+    @Option(help: "Seed of the sampler.") var seed: UInt64 = 0
+    @Option(help: "Override the processor's min_pixels.") var minPixels: Int?
+    @Option(help: "Override the processor's max_pixels.") var maxPixels: Int?
+    @Flag(help: "Print {\"token_ids\", \"text\", \"prompt_tokens\"} as JSON.") var json = false
+
+    func run() throws {
+        let model = try VLMModel.load(path: modelPath, minPixels: minPixels, maxPixels: maxPixels)
+        var parts: [ChatMessage.Part] = try image.map { .image(try ImageDecoder.loadRGB(path: $0)) }
+        parts.append(.text(prompt))
+        var conversation: [ChatMessage] = []
+        if let system { conversation.append(.system(system)) }
+        conversation.append(.user(parts))
+        let params = GenerationParameters(
+            maxNewTokens: maxTokens,
+            sampling: SamplingParameters(temperature: Float(temperature), topP: Float(topP)),
+            seeds: [seed])
+        guard let out = try model.generate([conversation], parameters: params).first else { return }
+        if json {
+            let text = String(decoding: try JSONEncoder().encode([out.text]), as: UTF8.self).dropFirst().dropLast()
+            print("{\"token_ids\": [\(out.tokenIds.map(String.init).joined(separator: ", "))], \"text\": \(text), \"prompt_tokens\": \(out.promptTokens)}")
+        } else {
+            print(out.text)
+        }
+    }
+}
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "Checkpoint utilities.", subcommands: [InitRandomCommand.self])
+}
+
+struct InitRandomCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init-random",
+        abstract: "Write a randomly initialised checkpoint for a config (tokenizer and processor files beside the config are copied).")
+
+    @Option(help: "A Qwen2-VL / Qwen2.5-VL config.json.") var config: String
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Stored dtype: f32 or bf16.") var dtype = "bf16"
+    @Option(help: "Seed; the same seed writes the same weights.") var seed: UInt64 = 0
+
+    func run() throws {
+        let stored: DType
+        switch dtype.lowercased() {
+        case "f32", "float32": stored = .f32
+        case "bf16", "bfloat16": stored = .bf16
+        default: throw RuntimeCommandError(description: "--dtype must be f32 or bf16, not \(dtype)")
+        }
+        let start = Date()
+        try RandomCheckpoint.write(configPath: config, to: out, dtype: stored, seed: seed)
+        print(String(format: "wrote %@ (%@) in %.1f s", out, stored.rawValue, Date().timeIntervalSince(start)))
+    }
+}
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks (never run as tests).", subcommands: [BenchRuntimeCommand.self, BenchHTTPCommand.self])
+}
+
+struct BenchRuntimeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runtime",
+        abstract: "Prefill and decode speed, vision time per image, time to first token and peak memory of the embedded runtime.")
+
+    @Option(help: "Checkpoint folder.") var modelPath: String
+    @Option(help: "Image to include (measures the vision tower).") var image: String?
+    @Option(help: "Text tokens in the prompt.") var promptTokens = 128
+    @Option(help: "Tokens to decode (EOS is ignored).") var genTokens = 32
+
+    func run() throws {
+        let gb = 1e9
+        let loadStart = Date()
+        let model = try VLMModel.load(path: modelPath)
+        let loadSeconds = Date().timeIntervalSince(loadStart)
+        print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightDType.rawValue), \(String(format: "%.2f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
+        print("cores:      \(ProcessInfo.processInfo.activeProcessorCount)")
+        let decodeRate = try measure(model, label: "fp32 matmuls (exact)")
+        let peak = RuntimeBenchmark.peakResidentBytes()
+        if model.weightDType == .bf16 && VLMModel.supportsBF16Matmul {
+            _ = try measure(try VLMModel.load(path: modelPath, precision: .bfloat16), label: "bf16 matmuls (AVX512-BF16)")
+        }
+        // Measured after the runs so its buffer does not count in the peak.
+        let bandwidth = RuntimeBenchmark.memoryBandwidth()
+        let perToken = Double(model.decodeWeightBytes)
+        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
+        print(String(format: "decode:     %.2f GB of weights per token → bound %.2f tok/s; reached %.0f%% of it",
+                     perToken / gb, bandwidth / perToken, 100 * decodeRate * perToken / bandwidth))
+        print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
+    }
+
+    /// One prompt + decode run; prints its figures and returns decode tokens/s.
+    func measure(_ model: VLMModel, label: String) throws -> Double {
+        let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
+        let ids = Array(model.tokenizer.encode(filler).prefix(promptTokens))
+        var parts: [ChatMessage.Part] = []
+        if let image { parts.append(.image(try ImageDecoder.loadRGB(path: image))) }
+        parts.append(.text(model.tokenizer.decode(ids)))
+        let start = Date()
+        let batch = try model.prepare([[.user(parts)]])
+        let prepareSeconds = Date().timeIntervalSince(start)
+        var stats = GenerationStats()
+        _ = try model.generate(batch, parameters: GenerationParameters(maxNewTokens: genTokens, stopAtEOS: false), stats: &stats)
+        print("[\(label)]")
+        if stats.images > 0 {
+            let g = batch.images.grids[0]
+            print(String(format: "  vision:      %.3f s per image (%d patches → %d tokens)", stats.visionSeconds / Double(stats.images),
+                         g.patches, g.tokens(merge: model.config.vision.spatialMergeSize)))
+        }
+        print(String(format: "  prefill:     %d tokens in %.3f s = %.1f tok/s", stats.prefillTokens, stats.prefillSeconds,
+                     Double(stats.prefillTokens) / stats.prefillSeconds))
+        print(String(format: "  first token: %.3f s after the request (image preprocessing %.3f s)",
+                     prepareSeconds + stats.timeToFirstToken, prepareSeconds))
+        let rate = Double(stats.decodeSteps) / stats.decodeSeconds
+        print(String(format: "  decode:      %d tokens in %.3f s = %.2f tok/s", stats.decodeSteps, stats.decodeSeconds, rate))
+        return rate
+    }
+}

@@ -1,0 +1,57 @@
+import AssayBackends
+import AssayCore
+import AssayTestSupport
+import Foundation
+import XCTest
+
+/// The embedded backend answers AssayCore requests (messages with image parts whose bytes travel
+/// by content hash) exactly as transformers does on the tiny golden checkpoints.
+final class EmbeddedBackendTests: XCTestCase {
+    func testGreedyAnswersMatchTheTransformersGoldens() async throws {
+        let goldens = try Fixtures.require("goldens")
+        for model in ["qwen2_5_vl_tiny", "qwen2_vl_tiny"] {
+            let folder = goldens.appendingPathComponent(model)
+            let index = try XCTUnwrap(try Fixtures.readJSON(folder.appendingPathComponent("index.json")) as? [String: Any])
+            let prompt = try XCTUnwrap((index["prompts"] as? [String: Any])?["single"] as? [String: Any])
+            let conversation = try XCTUnwrap((prompt["messages"] as? [[[String: Any]]])?.first)
+            var messages: [Message] = []
+            var images: [String: Data] = [:]
+            for turn in conversation {
+                var parts: [ContentPart] = []
+                for part in turn["content"] as? [[String: String]] ?? [] {
+                    if part["type"] == "image", let name = part["image"] {
+                        let data = try Data(contentsOf: goldens.appendingPathComponent("processor").appendingPathComponent(name))
+                        let ref = ImageRef(sha256: SHA256.hex(data), byteCount: data.count, origin: name)
+                        images[ref.sha256] = data
+                        parts.append(.image(ref))
+                    } else if let text = part["text"] {
+                        parts.append(.text(text))
+                    }
+                }
+                messages.append(Message(role: Message.Role(rawValue: turn["role"] as? String ?? "user") ?? .user, content: parts))
+            }
+            let newTokens = try XCTUnwrap(prompt["greedy_new_tokens"] as? Int)
+            let backend = try EmbeddedBackend(modelPath: folder.appendingPathComponent("checkpoint").path)
+            XCTAssertEqual(backend.identity.kind, "local")
+            XCTAssertNotNil(backend.identity.checkpoint)
+            let request = GenerationRequest(messages: messages, images: images,
+                                            params: GenerationParams(temperature: 0, maxTokens: newTokens))
+            let response = try await backend.generate(request)
+            XCTAssertEqual(response.status, .truncated, "\(model): stopped by the token limit")
+            XCTAssertEqual(response.completionTokens, newTokens)
+            XCTAssertEqual(response.promptTokens, prompt["seq_len"] as? Int)
+            XCTAssertEqual(response.text, (prompt["greedy_text"] as? [String])?.first, model)
+
+            // An image whose bytes are missing, or corrupt, is an error status, not text.
+            var broken = request
+            broken.images = [:]
+            let missing = try await backend.generate(broken)
+            XCTAssertEqual(missing.status, .error)
+            XCTAssertEqual(missing.text, "")
+            broken.images = Dictionary(uniqueKeysWithValues: images.keys.map { ($0, Data("not an image".utf8)) })
+            let corrupt = try await backend.generate(broken)
+            XCTAssertEqual(corrupt.status, .error)
+            XCTAssertEqual(corrupt.errorKind, "bad_input")
+        }
+    }
+}
