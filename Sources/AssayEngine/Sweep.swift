@@ -37,6 +37,7 @@ public enum SweepError: Error, CustomStringConvertible, Equatable {
     case runMismatch(run: String, what: String, existing: String, requested: String)
     case noSuites
     case dataForSeveralSuites
+    case noDataset(suite: String)
 
     public var description: String {
         switch self {
@@ -45,18 +46,30 @@ public enum SweepError: Error, CustomStringConvertible, Equatable {
             return "run '\(run)' already exists with \(what) \(existing); this sweep has \(requested). Use another --run name, or the run's own settings to resume it"
         case .noSuites: return "no suites to sweep"
         case .dataForSeveralSuites: return "--data FILE names one dataset, so it needs exactly one suite in --suites"
+        case .noDataset(let suite): return "suite '\(suite)' has no dataset file (fetch it with `assay data fetch \(suite)` or pass --data)"
         }
     }
 }
 
-/// One suite of a sweep with the dataset file it reads.
+/// One suite of a sweep with the dataset file it reads (`nil` for a suite whose items Assay
+/// generates itself, like `sanity`).
 public struct SweepSuite: Sendable {
     public var suite: Suite
-    public var dataset: URL
+    public var dataset: URL?
 
-    public init(suite: Suite, dataset: URL) {
+    public init(suite: Suite, dataset: URL?) {
         self.suite = suite
         self.dataset = dataset
+    }
+
+    /// The suite's items with the checksum and path recorded for them.
+    func load(images: ImageLoading, video: VideoSampling) throws -> (items: [LoadedItem], sha256: String, path: String) {
+        if let generated = try suite.generatedItems() {
+            return (generated.items, generated.sha256, "generated:\(suite.manifest.source?.name ?? suite.id)")
+        }
+        guard let dataset else { throw SweepError.noDataset(suite: suite.id) }
+        let file = try DatasetFile.read(dataset)
+        return (try suite.loadItems(from: file, images: images, video: video), file.sha256, file.url.path)
     }
 }
 
@@ -80,10 +93,12 @@ public struct SweepConfiguration: Sendable {
     public var judge: JudgeSetting?
     /// Recorded with the run (what produced it; never secrets).
     public var notes: [String: String]
+    /// Frames sampled per video for video suites (`--frames`).
+    public var video: VideoSampling
 
     public init(run: String, suites: [SweepSuite], params: GenerationParams = GenerationParams(), samples: Int = 1,
                 limit: Int? = nil, shard: Shard? = nil, concurrency: Int = 16, reuseAcrossRuns: Bool = true,
-                judge: JudgeSetting? = nil, notes: [String: String] = [:]) {
+                judge: JudgeSetting? = nil, notes: [String: String] = [:], video: VideoSampling = VideoSampling()) {
         self.run = run
         self.suites = suites
         self.params = params
@@ -94,6 +109,7 @@ public struct SweepConfiguration: Sendable {
         self.reuseAcrossRuns = reuseAcrossRuns
         self.judge = judge
         self.notes = notes
+        self.video = video
     }
 }
 
@@ -176,12 +192,11 @@ public struct Sweep: Sendable {
         // Plan: read and check every dataset before asking anything.
         var planned: [PlannedSuite] = []
         for entry in config.suites {
-            let file = try DatasetFile.read(entry.dataset)
-            var items = try entry.suite.loadItems(from: file, images: .keep)
+            var (items, sha256, path) = try entry.load(images: .keep, video: config.video)
             if let limit = config.limit { items = Array(items.prefix(max(0, limit))) }
             let registration = SuiteRegistration(
                 suiteID: entry.suite.id, suiteVersion: entry.suite.version, promptVersion: entry.suite.promptVersion,
-                datasetSHA256: file.sha256, datasetPath: file.url.path, itemCount: items.count)
+                datasetSHA256: sha256, datasetPath: path, itemCount: items.count)
             // The whole (limited) item list is registered, so each shard reports the others' items
             // as missing until `assay merge` brings them together.
             try store.registerSuite(runID: run.id, registration, items: items.map(\.item))
@@ -236,30 +251,41 @@ public struct Sweep: Sendable {
         let backend = self.backend
         let runID = run.id
         let suiteIDs = planned.map(\.entry.suite.id)
-        try await withThrowingTaskGroup(of: (Int, ModelResponse).self) { group in
+        // A backend that batches (the embedded runtime) gets its batch size per task; HTTP backends
+        // get one request per task and take concurrency instead.
+        let batchSize = max(1, backend.preferredBatchSize)
+        try await withThrowingTaskGroup(of: [(Int, ModelResponse)].self) { group in
             var next = 0
             func launch() {
-                let job = jobs[next]
-                next += 1
+                let batch = Array(jobs[next..<min(next + batchSize, jobs.count)])
+                next += batch.count
                 group.addTask {
-                    let response = try await backend.generate(job.request)
-                    // Stored the moment it arrives, in its own transaction.
-                    try await store.recordResponse(runID: runID, NewResponse(
-                        suiteID: suiteIDs[job.suiteIndex], itemID: job.itemID, sampleIndex: job.sampleIndex,
-                        cacheKey: job.cacheKey, response: response))
-                    return (job.suiteIndex, response)
+                    let responses = batch.count == 1
+                        ? [try await backend.generate(batch[0].request)]
+                        : try await backend.generate(batch: batch.map(\.request))
+                    var landed: [(Int, ModelResponse)] = []
+                    for (job, response) in zip(batch, responses) {
+                        // Stored the moment it arrives, in its own transaction.
+                        try await store.recordResponse(runID: runID, NewResponse(
+                            suiteID: suiteIDs[job.suiteIndex], itemID: job.itemID, sampleIndex: job.sampleIndex,
+                            cacheKey: job.cacheKey, response: response))
+                        landed.append((job.suiteIndex, response))
+                    }
+                    return landed
                 }
             }
-            while next < jobs.count, next < max(1, config.concurrency) { launch() }
-            while let (suiteIndex, response) = try await group.next() {
-                summaries[suiteIndex].asked += 1
-                summaries[suiteIndex].retries += max(0, response.attempts - 1)
-                switch response.status {
-                case .ok: summaries[suiteIndex].ok += 1
-                case .truncated: summaries[suiteIndex].truncated += 1
-                case .error: summaries[suiteIndex].errors[response.errorKind ?? "error", default: 0] += 1
+            while next < jobs.count, next < max(1, config.concurrency) * batchSize { launch() }
+            while let landed = try await group.next() {
+                for (suiteIndex, response) in landed {
+                    summaries[suiteIndex].asked += 1
+                    summaries[suiteIndex].retries += max(0, response.attempts - 1)
+                    switch response.status {
+                    case .ok: summaries[suiteIndex].ok += 1
+                    case .truncated: summaries[suiteIndex].truncated += 1
+                    case .error: summaries[suiteIndex].errors[response.errorKind ?? "error", default: 0] += 1
+                    }
+                    tracker.record(suite: suiteIndex, response: response)
                 }
-                tracker.record(suite: suiteIndex, response: response)
                 if next < jobs.count { launch() }
             }
         }

@@ -30,11 +30,16 @@ struct SweepCommand: AsyncParsableCommand {
     var dataDir: String?
     @Option(help: "Dataset file (TSV or JSONL) for a single suite, instead of the data folder.") var data: String?
 
-    @Option(help: "Backend kind (openai).") var backend = "openai"
+    @Option(help: "Backend: 'openai' (OpenAI-compatible servers: vLLM, SGLang, …) or 'local' (the embedded runtime). Default: openai when --base-url is given, else local.")
+    var backend: String?
     @Option(name: .customLong("base-url"), help: "OpenAI-compatible server URL(s), comma-separated; requests are spread by load.")
-    var baseURL: String
-    @Option(name: .customLong("model-name"), help: "Model name sent to the server (and recorded as the run's model).")
-    var modelName: String
+    var baseURL: String?
+    @Option(name: .customLong("model-name"), help: "Model name sent to the server (and recorded as the run's model); for local, the name recorded (default: the checkpoint's name).")
+    var modelName: String?
+    @Option(name: .customLong("model-path"), help: "Local checkpoint (a Hugging Face folder or a GGUF file) for --backend local (default: the pulled embedded default, see `assay models`).")
+    var modelPath: String?
+    @Option(name: .customLong("batch-size"), help: "Requests per forward batch for --backend local.") var batchSize = 1
+    @Option(help: "Frames sampled uniformly from each video (video suites).") var frames = 8
     @Option(name: .customLong("api-key-env"), help: "Name of the environment variable holding the API key.")
     var apiKeyEnv: String?
     @Option(help: "Most requests in flight per server (the adaptive limit stays at or below it).") var concurrency = 16
@@ -60,9 +65,12 @@ struct SweepCommand: AsyncParsableCommand {
     var noJudge = false
 
     func run() async throws {
-        guard backend == "openai" else {
-            throw ValidationError("--backend '\(backend)' is not available for sweeps yet; use 'openai'")
+        let kind = backend ?? (baseURL == nil ? "local" : "openai")
+        guard kind == "openai" || kind == "local" else {
+            throw ValidationError("--backend must be 'openai' or 'local', not '\(kind)'")
         }
+        guard frames >= 1 else { throw ValidationError("--frames must be at least 1") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         if noJudge, judgeBaseURL != nil { throw ValidationError("--no-judge and --judge-base-url exclude each other") }
@@ -75,14 +83,28 @@ struct SweepCommand: AsyncParsableCommand {
             entries = [SweepSuite(suite: chosen[0], dataset: URL(fileURLWithPath: data))]
         } else {
             let fetch = DataFetch(directory: dataDir.map { URL(fileURLWithPath: $0) } ?? DataFetch.defaultDirectory())
-            entries = try chosen.map { SweepSuite(suite: $0, dataset: try fetch.localDataset(for: $0)) }
+            entries = try chosen.map { suite in
+                SweepSuite(suite: suite, dataset: suite.manifest.source?.format == "generated" ? nil : try fetch.localDataset(for: suite))
+            }
         }
 
-        let apiKey = try Self.readKey(apiKeyEnv)
-        let urls = baseURL.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let model = try OpenAICompatibleBackend(.init(
-            baseURLs: urls, model: modelName, apiKey: apiKey, timeout: timeout, maxAttempts: maxAttempts,
-            maxConcurrency: concurrency))
+        let model: any ModelBackend
+        var counters: (() -> OpenAICompatibleBackend.RequestCounters)?
+        var urls: [String] = []
+        if kind == "openai" {
+            guard let baseURL else { throw ValidationError("--backend openai needs --base-url") }
+            guard let modelName else { throw ValidationError("--backend openai needs --model-name") }
+            urls = baseURL.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let http = try OpenAICompatibleBackend(.init(
+                baseURLs: urls, model: modelName, apiKey: try Self.readKey(apiKeyEnv), timeout: timeout, maxAttempts: maxAttempts,
+                maxConcurrency: concurrency))
+            counters = { http.counterSnapshot }
+            model = http
+        } else {
+            let path = try modelPath ?? ModelCache.require(ModelCache.defaultModel).path
+            note("loading \(path)")
+            model = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize)
+        }
 
         var judge: JudgeSetting?
         if noJudge {
@@ -101,7 +123,10 @@ struct SweepCommand: AsyncParsableCommand {
             parts.password = nil
             return parts.string ?? "(unparsable URL)"
         }
-        var notes = ["command": "sweep", "base_urls": recordedURLs.joined(separator: ","), "concurrency": String(concurrency)]
+        var notes = ["command": "sweep", "concurrency": String(concurrency)]
+        if kind == "openai" { notes["base_urls"] = recordedURLs.joined(separator: ",") }
+        if kind == "local" { notes["batch_size"] = String(batchSize) }
+        if frames != 8 { notes["frames"] = String(frames) }
         if let apiKeyEnv { notes["api_key_env"] = apiKeyEnv }  // the variable's name, never its value
         if let limit { notes["limit"] = String(limit) }
         if let shard { notes["shard"] = shard }
@@ -110,14 +135,16 @@ struct SweepCommand: AsyncParsableCommand {
             run: runName, suites: entries,
             params: GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
             // The backend limits each server to --concurrency; the sweep keeps enough requests for all of them.
-            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) }, concurrency: concurrency * urls.count,
-            reuseAcrossRuns: !noReuse, judge: judge, notes: notes)
+            // The embedded runtime uses every core for one batch at a time: one batch in flight.
+            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) },
+            concurrency: kind == "local" ? 1 : concurrency * urls.count,
+            reuseAcrossRuns: !noReuse, judge: judge, notes: notes, video: VideoSampling(frames: frames))
 
         let bar = ProgressBar()
         let summary = try await Sweep(configuration: configuration, backend: model, store: try database.open(),
                                       progress: { bar.show($0) }).run()
         bar.finish()
-        Self.printSummary(summary, counters: model.counterSnapshot)
+        Self.printSummary(summary, counters: counters?())
         if summary.missing > 0 {
             note("\(summary.missing) request\(summary.missing == 1 ? "" : "s") failed after retries and are reported missing; run the same command again to retry them")
             throw ExitCode(2)
@@ -133,7 +160,7 @@ struct SweepCommand: AsyncParsableCommand {
         return value
     }
 
-    static func printSummary(_ summary: SweepSummary, counters: OpenAICompatibleBackend.RequestCounters) {
+    static func printSummary(_ summary: SweepSummary, counters: OpenAICompatibleBackend.RequestCounters?) {
         print("run \(summary.run): \(String(format: "%.1f", summary.elapsedSeconds)) s")
         print("suite".padding(toLength: 16, withPad: " ", startingAt: 0)
               + " planned  stored  reused   asked      ok  trunc  errors  retries   score      n  unparsed  missing  judge")
@@ -158,7 +185,7 @@ struct SweepCommand: AsyncParsableCommand {
                 print("    errors: " + s.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }
         }
-        if !counters.retriesByKind.isEmpty {
+        if let counters, !counters.retriesByKind.isEmpty {
             print("retries by kind: " + counters.retriesByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
     }
