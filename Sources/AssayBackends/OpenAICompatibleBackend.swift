@@ -174,7 +174,10 @@ public final class OpenAICompatibleBackend: ModelBackend {
     /// and never shorter than the server's `Retry-After`.
     func delay(afterAttempt attempt: Int, retryAfter: TimeInterval?) -> TimeInterval {
         let step = min(configuration.maxBackoff, configuration.initialBackoff * pow(2, Double(attempt - 1)))
-        let jittered = step * Double.random(in: 0.5...1.0)
+        // Jitter only spreads retries in time (it never reaches a response or a score), so the
+        // system generator is the right one: seeding it would make every client retry in step.
+        var system = SystemRandomNumberGenerator()
+        let jittered = step * Double.random(in: 0.5...1.0, using: &system)
         if let retryAfter { return max(retryAfter, jittered) }
         return jittered
     }
