@@ -114,10 +114,17 @@ final class GGUFDequantTests: XCTestCase {
         }
         // The 8-lane version agrees with the scalar one.
         for start in stride(from: 0, to: 65_536, by: 8) {
-            let lanes = SIMD8<UInt16>((0..<8).map { UInt16(start + $0) })
-            let v = HalfFloat.float(fromHalfBits: lanes)
+            let lanes = SIMD8<UInt32>((0..<8).map { UInt32(start + $0) })
+            let v = HalfFloat.float(fromHalfBitsInLanes: lanes)
             for i in 0..<8 where !v[i].isNaN {
-                XCTAssertEqual(v[i].bitPattern, HalfFloat.float(fromHalfBits: lanes[i]).bitPattern)
+                XCTAssertEqual(v[i].bitPattern, HalfFloat.float(fromHalfBits: UInt16(lanes[i])).bitPattern)
+            }
+        }
+        for start in stride(from: 0, to: 65_536, by: 4) {
+            let a = UInt32(start) | UInt32(start + 1) << 16, b = UInt32(start + 2) | UInt32(start + 3) << 16
+            let v = HalfFloat.floats(fromHalfBits: a, b)
+            for i in 0..<4 where !v[i].isNaN {
+                XCTAssertEqual(v[i].bitPattern, HalfFloat.float(fromHalfBits: UInt16(start + i)).bitPattern)
             }
         }
     }

@@ -25,14 +25,25 @@ public enum HalfFloat {
         return Float(bitPattern: bits | (UInt32(h & 0x8000) << 16))
     }
 
-    /// Eight binary16 values at once (the same arithmetic, lane-wise).
+    /// Eight binary16 values held in the low 16 bits of each lane (the same arithmetic, lane-wise;
+    /// the upper 16 bits must be zero).
     @inlinable @inline(__always)
-    public static func float(fromHalfBits h: SIMD8<UInt16>) -> SIMD8<Float> {
-        let wide = SIMD8<UInt32>(truncatingIfNeeded: h)
-        let magnitude = unsafeBitCast((wide & 0x7fff) &<< 13, to: SIMD8<Float>.self) * exponentShift
+    public static func float(fromHalfBitsInLanes h: SIMD8<UInt32>) -> SIMD8<Float> {
+        let magnitude = unsafeBitCast((h & 0x7fff) &<< 13, to: SIMD8<Float>.self) * exponentShift
         var bits = unsafeBitCast(magnitude, to: SIMD8<UInt32>.self)
         bits.replace(with: bits | (0xff << 23), where: magnitude .>= infNaNThreshold)
-        return unsafeBitCast(bits | ((wide & 0x8000) &<< 16), to: SIMD8<Float>.self)
+        return unsafeBitCast(bits | ((h & 0x8000) &<< 16), to: SIMD8<Float>.self)
+    }
+
+    /// The four halves of two little-endian UInt32 words (`a` low, `a` high, `b` low, `b` high):
+    /// the d/m pairs of two Q4_1 blocks in one vector conversion.
+    @inlinable @inline(__always)
+    public static func floats(fromHalfBits a: UInt32, _ b: UInt32) -> SIMD4<Float> {
+        let h = SIMD4<UInt32>(a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16)
+        let magnitude = unsafeBitCast((h & 0x7fff) &<< 13, to: SIMD4<Float>.self) * exponentShift
+        var bits = unsafeBitCast(magnitude, to: SIMD4<UInt32>.self)
+        bits.replace(with: bits | (0xff << 23), where: magnitude .>= infNaNThreshold)
+        return unsafeBitCast(bits | ((h & 0x8000) &<< 16), to: SIMD4<Float>.self)
     }
 
     /// The binary16 bit pattern nearest to `f` (ties to even), with overflow to infinity and
@@ -66,12 +77,6 @@ public enum HalfFloat {
     @inlinable @inline(__always)
     public static func float(fromBFloat16Bits b: UInt16) -> Float {
         Float(bitPattern: UInt32(b) << 16)
-    }
-
-    /// Eight bfloat16 values at once.
-    @inlinable @inline(__always)
-    public static func float(fromBFloat16Bits b: SIMD8<UInt16>) -> SIMD8<Float> {
-        unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: b) &<< 16, to: SIMD8<Float>.self)
     }
 
     /// The bfloat16 nearest to `f` (ties to even), NaN kept quiet: ggml's `GGML_FP32_TO_BF16`.

@@ -186,7 +186,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkLength(vector.count, columns)
         return vector.withUnsafeBufferPointer { x in
             guard let xp = x.baseAddress else { return 0 }
-            return withBlockSums(xp) { sums in floatDot(row(r), xp, sums) }
+            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in kernel(row(r), a) }
         }
     }
 
@@ -194,7 +194,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
     public func dot(row r: Int, vector: QuantizedActivation) throws -> Float {
         try checkRow(r)
         try checkActivation(vector)
-        return vector.withUnsafeBytes { a in ggmlDot(row(r), a) }
+        return vector.prepared.withView { a in kernel(row(r), a) }
     }
 
     // MARK: Matrix-vector products
@@ -215,16 +215,13 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkLength(x.count, columns)
         try checkLength(y.count, rows)
         guard let xp = x.baseAddress, let yp = y.baseAddress else { return }
+        let prepared: PreparedActivation
         switch mode {
-        case .float32:
-            withBlockSums(xp) { sums in
-                parallelRows(threads) { r in yp[r] = floatDot(row(r), xp, sums) }
-            }
-        case .ggml:
-            let a = QuantizedActivation(unchecked: xp, count: columns, for: type)
-            a.withUnsafeBytes { ab in
-                parallelRows(threads) { r in yp[r] = ggmlDot(row(r), ab) }
-            }
+        case .float32: prepared = PreparedActivation(exact: xp, count: columns, for: type)
+        case .ggml: prepared = QuantizedActivation(unchecked: xp, count: columns, for: type).prepared
+        }
+        prepared.withView { a in
+            parallelRows(threads) { r in yp[r] = kernel(row(r), a) }
         }
     }
 
@@ -234,8 +231,8 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkActivation(a)
         try checkLength(y.count, rows)
         guard let yp = y.baseAddress else { return }
-        a.withUnsafeBytes { ab in
-            parallelRows(threads) { r in yp[r] = ggmlDot(row(r), ab) }
+        a.prepared.withView { view in
+            parallelRows(threads) { r in yp[r] = kernel(row(r), view) }
         }
     }
 
@@ -244,6 +241,10 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         let expected = QuantizedActivation.format(for: type)
         guard a.format == expected else {
             throw QuantError.activationFormatMismatch(name: name, expected: expected, got: a.format)
+        }
+        // Float formats share `.f32` storage but differ in rounding (f16/bf16) and layout.
+        if expected == .f32 && a.weightType != type {
+            throw QuantError.activationFormatMismatch(name: name, expected: type, got: a.weightType)
         }
     }
 
@@ -280,44 +281,17 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
 
     // MARK: Kernel dispatch
 
-    private func withBlockSums<R>(_ x: UnsafePointer<Float>, _ body: (UnsafePointer<Float>) -> R) -> R {
-        let n = columns / 32
-        return withUnsafeTemporaryAllocation(of: Float.self, capacity: max(n, 1)) { sums in
-            let s = sums.baseAddress.unsafelyUnwrapped  // invariant: capacity ≥ 1
-            switch type {
-            case .q4_0, .q4_1, .q4_K: FloatActivationDot.blockSums(x, count: columns, into: s)
-            default: break
-            }
-            return body(UnsafePointer(s))
-        }
-    }
-
     @inline(__always)
-    private func floatDot(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ sums: UnsafePointer<Float>) -> Float {
+    private func kernel(_ w: UnsafeRawPointer, _ a: PreparedActivation.View) -> Float {
         switch type {
-        case .f32: return FloatActivationDot.f32(w, x, count: columns)
-        case .f16: return FloatActivationDot.f16(w, x, count: columns)
-        case .bf16: return FloatActivationDot.bf16(w, x, count: columns)
-        case .q8_0: return FloatActivationDot.q8_0(w, x, blocks: columns / 32)
-        case .q4_0: return FloatActivationDot.q4_0(w, x, sums, blocks: columns / 32)
-        case .q4_1: return FloatActivationDot.q4_1(w, x, sums, blocks: columns / 32)
-        case .q4_K: return FloatActivationDot.q4_K(w, x, sums, superBlocks: columns / 256)
-        case .q6_K: return FloatActivationDot.q6_K(w, x, superBlocks: columns / 256)
-        default: return .nan  // invariant: init rejects types without kernels
-        }
-    }
-
-    @inline(__always)
-    private func ggmlDot(_ w: UnsafeRawPointer, _ a: UnsafeRawPointer) -> Float {
-        switch type {
-        case .f32: return FloatActivationDot.f32(w, a.assumingMemoryBound(to: Float.self), count: columns)
-        case .f16: return FloatActivationDot.f16(w, a.assumingMemoryBound(to: Float.self), count: columns)
-        case .bf16: return FloatActivationDot.bf16(w, a.assumingMemoryBound(to: Float.self), count: columns)
-        case .q8_0: return GGMLActivationDot.q8_0(w, a, blocks: columns / 32)
-        case .q4_0: return GGMLActivationDot.q4_0(w, a, blocks: columns / 32)
-        case .q4_1: return GGMLActivationDot.q4_1(w, a, blocks: columns / 32)
-        case .q4_K: return GGMLActivationDot.q4_K(w, a, superBlocks: columns / 256)
-        case .q6_K: return GGMLActivationDot.q6_K(w, a, superBlocks: columns / 256)
+        case .f32: return BlockDot.f32(w, a.values, count: columns)
+        case .f16: return BlockDot.halves(w, a.values, count: columns, brain: false)
+        case .bf16: return BlockDot.halves(w, a.values, count: columns, brain: true)
+        case .q8_0: return BlockDot.q8_0(w, a, blocks: columns / 32)
+        case .q4_0: return BlockDot.q4_0(w, a, blocks: columns / 32)
+        case .q4_1: return BlockDot.q4_1(w, a, blocks: columns / 32)
+        case .q4_K: return BlockDot.q4_K(w, a, superBlocks: columns / 256)
+        case .q6_K: return BlockDot.q6_K(w, a, superBlocks: columns / 256)
         default: return .nan  // invariant: init rejects types without kernels
         }
     }
@@ -331,7 +305,11 @@ public struct QuantizedActivation: Sendable {
     public let format: GGMLType
     /// Number of values represented.
     public let count: Int
+    /// The weight type this activation was prepared for.
+    public let weightType: GGMLType
     private let storage: [UInt8]
+    /// The values in the kernels' layout, computed once and shared by every matvec using this activation.
+    let prepared: PreparedActivation
 
     /// The activation format ggml pairs with `weightType`.
     public static func format(for weightType: GGMLType) -> GGMLType {
@@ -363,6 +341,7 @@ public struct QuantizedActivation: Sendable {
         let format = Self.format(for: weightType)
         self.format = format
         self.count = count
+        self.weightType = weightType
         let bytes: Int
         switch format {
         case .q8_0: bytes = count / 32 * QuantBlocks.q8_0Bytes
@@ -389,12 +368,12 @@ public struct QuantizedActivation: Sendable {
             }
             n = max(bytes, 1)
         }
+        prepared = storage.withUnsafeBytes { raw in
+            PreparedActivation(encoded: raw.baseAddress.unsafelyUnwrapped, format: format, weightType: weightType,
+                               count: count)  // invariant: storage has at least one byte
+        }
     }
 
     /// The encoded blocks (ggml's byte layout for Q8_0/Q8_1/Q8_K; little-endian Floats otherwise).
-    public var encodedBytes: [UInt8] { Array(storage.prefix(storage.count == 1 && count == 0 ? 0 : storage.count)) }
-
-    func withUnsafeBytes<R>(_ body: (UnsafeRawPointer) -> R) -> R {
-        storage.withUnsafeBytes { body($0.baseAddress.unsafelyUnwrapped) }  // invariant: storage is never empty
-    }
+    public var encodedBytes: [UInt8] { count == 0 ? [] : storage }
 }

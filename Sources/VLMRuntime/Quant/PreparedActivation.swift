@@ -1,0 +1,141 @@
+/// An activation vector laid out for `BlockDot`: values permuted into the kernels' unpacking
+/// order, plus one sum and one scale per 32 values.
+///
+/// * Block formats: within each 32 values, `values[32c + 8k + L] = v[32c + 4L + k]` (a 4×8
+///   transpose), the order in which the kernels unpack quant bytes viewed as 8 × UInt32.
+/// * F16/BF16: within each 16 values, even positions then odd positions; a tail shorter than 16
+///   stays in order. F32: unchanged.
+///
+/// For exact `Float` activations `v = x`, `sums` = Σ x per 32 and `scales` = 1. For ggml's
+/// quantised activations `v` = the integer quants (exact in Float), `scales` = the activation block
+/// scale d_a, and `sums` = the term the weight minimum multiplies: d_a·Σq_a for Q8_0/Q8_K, the
+/// stored f16 `s` for Q8_1 (ggml uses `s`, not d·Σq, so this reproduces its rounding).
+struct PreparedActivation {
+    private(set) var values: [Float]
+    private(set) var sums: [Float]
+    private(set) var scales: [Float]
+
+    /// Raw pointers for the kernels, valid inside `withView`.
+    struct View {
+        let values: UnsafePointer<Float>
+        let sums: UnsafePointer<Float>
+        let scales: UnsafePointer<Float>
+    }
+
+    func withView<R>(_ body: (View) -> R) -> R {
+        values.withUnsafeBufferPointer { v in
+            sums.withUnsafeBufferPointer { s in
+                scales.withUnsafeBufferPointer { c in
+                    // invariant: the arrays are never empty (init pads them to at least one element)
+                    body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
+                              scales: c.baseAddress.unsafelyUnwrapped))
+                }
+            }
+        }
+    }
+
+    /// Exact activations for `type` weights; `x` has `count` values (a whole number of blocks).
+    init(exact x: UnsafePointer<Float>, count: Int, for type: GGMLType) {
+        switch type {
+        case .f32:
+            values = Array(UnsafeBufferPointer(start: x, count: count))
+        case .f16, .bf16:
+            values = Self.pairPermuted(x, count: count)
+        default:
+            values = Self.blockPermuted(count: count) { x[$0] }
+        }
+        let chunks = count / 32
+        sums = (0..<chunks).map { c in
+            var s = SIMD8<Float>()
+            for k in 0..<4 { s += BlockDot.load8(x, 32 * c + 8 * k) }
+            return s.sum()
+        }
+        scales = [Float](repeating: 1, count: chunks)
+        pad()
+    }
+
+    /// ggml's quantised activation: `p` holds `count` values encoded as `format` (the
+    /// `QuantizedActivation` layout) for `weightType` weights.
+    init(encoded p: UnsafeRawPointer, format: GGMLType, weightType: GGMLType, count: Int) {
+        let chunks = count / 32
+        var v: [Float] = [], s: [Float] = [], d: [Float] = []
+        do {
+            switch format {
+            case .q8_0, .q8_1:
+                let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : QuantBlocks.q8_1Bytes
+                let qOffset = format == .q8_0 ? 2 : 4
+                v = Self.blockPermuted(count: count) { i in
+                    Float(p.load(fromByteOffset: (i / 32) * size + qOffset + i % 32, as: Int8.self))
+                }
+                for c in 0..<chunks {
+                    let block = p + c * size
+                    let scale = BlockDot.half(block, 0)
+                    d.append(scale)
+                    if format == .q8_1 {
+                        s.append(BlockDot.half(block, 2))
+                    } else {
+                        var total: Int32 = 0
+                        for j in 0..<32 { total += Int32(block.load(fromByteOffset: 2 + j, as: Int8.self)) }
+                        s.append(scale * Float(total))
+                    }
+                }
+            case .q8_K:
+                let size = QuantBlocks.q8_KBytes
+                v = Self.blockPermuted(count: count) { i in
+                    Float(p.load(fromByteOffset: (i / 256) * size + 4 + i % 256, as: Int8.self))
+                }
+                for c in 0..<chunks {
+                    let block = p + (c / 8) * size
+                    let scale = block.loadUnaligned(as: Float.self)
+                    let g = 2 * (c % 8)
+                    let total = Int32(block.loadUnaligned(fromByteOffset: 260 + 2 * g, as: Int16.self))
+                        + Int32(block.loadUnaligned(fromByteOffset: 262 + 2 * g, as: Int16.self))
+                    d.append(scale)
+                    s.append(scale * Float(total))
+                }
+            default:
+                // Float formats: the (already rounded) values, laid out for the weight type.
+                let f = p.assumingMemoryBound(to: Float.self)
+                v = weightType == .f32 ? Array(UnsafeBufferPointer(start: f, count: count))
+                                         : Self.pairPermuted(f, count: count)
+                d = [Float](repeating: 1, count: chunks)
+                s = [Float](repeating: 0, count: chunks)
+            }
+        }
+        values = v
+        sums = s
+        scales = d
+        pad()
+    }
+
+    private mutating func pad() {
+        if values.isEmpty { values = [0] }
+        if sums.isEmpty { sums = [0] }
+        if scales.isEmpty { scales = [1] }
+    }
+
+    static func blockPermuted(count: Int, _ value: (Int) -> Float) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buf, n in
+            for c in 0..<(count / 32) {
+                for k in 0..<4 {
+                    for l in 0..<8 { buf[32 * c + 8 * k + l] = value(32 * c + 4 * l + k) }
+                }
+            }
+            n = count
+        }
+    }
+
+    static func pairPermuted(_ x: UnsafePointer<Float>, count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buf, n in
+            let full = count / 16 * 16
+            for c in stride(from: 0, to: full, by: 16) {
+                for j in 0..<8 {
+                    buf[c + j] = x[c + 2 * j]
+                    buf[c + 8 + j] = x[c + 2 * j + 1]
+                }
+            }
+            for i in full..<count { buf[i] = x[i] }
+            n = count
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Hand-run timing of the quantised matrix-vector kernels (`assay bench` can call this; tests only
+/// run it when asked to, since timings are measured, not asserted).
+public enum QuantBenchmark {
+    /// One measured configuration.
+    public struct Result: Sendable, CustomStringConvertible {
+        public let name: String
+        public let type: GGMLType
+        public let rows: Int
+        public let columns: Int
+        public let mode: ActivationMode
+        public let threads: Int
+        /// Median wall time of one matvec, in milliseconds.
+        public let milliseconds: Double
+        /// Weight bytes streamed per second at that median, in GB/s (1e9 bytes).
+        public let gigabytesPerSecond: Double
+
+        public var description: String {
+            let shape = "\(rows)×\(columns)"
+            return "\(name) \(type) \(shape) \(mode == .float32 ? "f32-act" : "ggml-act") \(threads)t: "
+                + String(format: "%.4f ms/matvec, %.2f GB/s", milliseconds, gigabytesPerSecond)
+        }
+    }
+
+    /// Median time of `iterations` matvecs of `matrix` (after a warm-up that pages the weights in).
+    public static func measure(_ matrix: QuantizedMatrix, mode: ActivationMode, threads: Int,
+                               iterations: Int = 200, name: String? = nil) throws -> Result {
+        let x = (0..<matrix.columns).map { Float(sin(Double($0) * 0.37)) }
+        var y = [Float](repeating: 0, count: matrix.rows)
+        var samples: [Double] = []
+        samples.reserveCapacity(iterations)
+        try x.withUnsafeBufferPointer { xb in
+            try y.withUnsafeMutableBufferPointer { yb in
+                for _ in 0..<max(3, iterations / 10) { try matrix.matvec(xb, into: yb, mode: mode, threads: threads) }
+                for _ in 0..<max(1, iterations) {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    try matrix.matvec(xb, into: yb, mode: mode, threads: threads)
+                    samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+            }
+        }
+        samples.sort()
+        let ms = samples[samples.count / 2]
+        return Result(name: name ?? matrix.name, type: matrix.type, rows: matrix.rows, columns: matrix.columns,
+                      mode: mode, threads: threads, milliseconds: ms,
+                      gigabytesPerSecond: Double(matrix.rows * matrix.rowBytes) / (ms / 1e3) / 1e9)
+    }
+
+    /// The decode shapes of SmolLM2-135M: `blk.0.ffn_up` (1536 rows × 576, Q4_1), `blk.0.ffn_down`
+    /// (576 × 1536, Q4_1) and the tied output `token_embd` (49152 × 576, Q8_0), on both activation
+    /// paths, single-threaded and on `threads` cores.
+    public static func smolLM2Shapes(file: GGUFFile, threads: Int = QuantizedMatrix.defaultThreadCount,
+                                     iterations: Int = 200) throws -> [Result] {
+        var results: [Result] = []
+        for name in ["blk.0.ffn_up.weight", "blk.0.ffn_down.weight", "token_embd.weight"] {
+            let m = try file.matrix(named: name)
+            let n = name.hasPrefix("token_embd") ? max(10, iterations / 10) : iterations
+            for mode in [ActivationMode.float32, .ggml] {
+                for t in Set([1, threads]).sorted() {
+                    results.append(try measure(m, mode: mode, threads: t, iterations: n, name: name))
+                }
+            }
+        }
+        return results
+    }
+}
