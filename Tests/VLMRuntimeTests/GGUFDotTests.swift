@@ -172,7 +172,8 @@ final class GGUFDotTests: XCTestCase {
         let g = try GGUFFixtures.goldens()
         let embd = try file.matrix(named: "token_embd.weight")
         XCTAssertEqual(embd.rows, 49_152)
-        for prompt in ["plain", "chat", "digits_unicode", "paragraph"] {
+        // Two prompts: a full-vocabulary matvec takes seconds in an unoptimised test build.
+        for prompt in ["plain", "chat"] {
             let h = g.floats("\(prompt).final_norm_last")
             let golden = g.floats("\(prompt).logits_last")
             let logits = try embd.matvec(h, mode: .float32)
@@ -200,8 +201,10 @@ final class GGUFDotTests: XCTestCase {
         let file = try GGUFFixtures.model()
         let g = try GGUFFixtures.goldens()
         let x = g.floats("plain.final_norm_last")
+        var logits: [Float] = []
         for ref in Self.numpyGGMLReference {
             let y = try file.matrix(named: ref.tensor).matvec(x, mode: .ggml)
+            if ref.tensor == "token_embd.weight" { logits = y }
             XCTAssertEqual(y.indices.max { y[$0] < y[$1] }, ref.argmax, ref.tensor)
             let norm = sqrt(y.reduce(0.0) { $0 + Double($1) * Double($1) })
             XCTAssertEqual(norm, ref.norm, accuracy: 1e-5 * ref.norm, ref.tensor)
@@ -210,7 +213,6 @@ final class GGUFDotTests: XCTestCase {
             }
         }
         // Against the fp32 logits the quantised path is only close, as the README says.
-        let logits = try file.matrix(named: "token_embd.weight").matvec(x, mode: .ggml)
         let golden = g.floats("plain.logits_last")
         let d = zip(logits, golden).map { Double($0 - $1) }
         let rms = sqrt(d.reduce(0) { $0 + $1 * $1 } / Double(d.count))

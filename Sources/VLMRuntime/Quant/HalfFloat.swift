@@ -35,17 +35,6 @@ public enum HalfFloat {
         return unsafeBitCast(bits | ((h & 0x8000) &<< 16), to: SIMD8<Float>.self)
     }
 
-    /// The four halves of two little-endian UInt32 words (`a` low, `a` high, `b` low, `b` high):
-    /// the d/m pairs of two Q4_1 blocks in one vector conversion.
-    @inlinable @inline(__always)
-    public static func floats(fromHalfBits a: UInt32, _ b: UInt32) -> SIMD4<Float> {
-        let h = SIMD4<UInt32>(a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16)
-        let magnitude = unsafeBitCast((h & 0x7fff) &<< 13, to: SIMD4<Float>.self) * exponentShift
-        var bits = unsafeBitCast(magnitude, to: SIMD4<UInt32>.self)
-        bits.replace(with: bits | (0xff << 23), where: magnitude .>= infNaNThreshold)
-        return unsafeBitCast(bits | ((h & 0x8000) &<< 16), to: SIMD4<Float>.self)
-    }
-
     /// The binary16 bit pattern nearest to `f` (ties to even), with overflow to infinity and
     /// gradual underflow to subnormals; NaN becomes a quiet NaN.
     @inlinable

@@ -17,8 +17,8 @@ public enum QuantBenchmark {
         public let gigabytesPerSecond: Double
 
         public var description: String {
-            let shape = "\(rows)×\(columns)"
-            return "\(name) \(type) \(shape) \(mode == .float32 ? "f32-act" : "ggml-act") \(threads)t: "
+            let shape = columns == 0 ? "" : " \(type) \(rows)×\(columns)"
+            return "\(name)\(shape) \(mode == .float32 ? "f32-act" : "ggml-act") \(threads)t: "
                 + String(format: "%.4f ms/matvec, %.2f GB/s", milliseconds, gigabytesPerSecond)
         }
     }
@@ -45,6 +45,35 @@ public enum QuantBenchmark {
         return Result(name: name ?? matrix.name, type: matrix.type, rows: matrix.rows, columns: matrix.columns,
                       mode: mode, threads: threads, milliseconds: ms,
                       gigabytesPerSecond: Double(matrix.rows * matrix.rowBytes) / (ms / 1e3) / 1e9)
+    }
+
+    /// One decode step's worth of weight streaming: a matvec with every 2-D tensor of the file once
+    /// (for a tied model `token_embd` is the output layer), so the weights come from DRAM/L3 rather
+    /// than a warm L2 as in `measure`. Returns the median over `iterations` passes.
+    public static func decodePass(file: GGUFFile, mode: ActivationMode, threads: Int,
+                                  iterations: Int = 10) throws -> Result {
+        let matrices = try file.tensors.filter { $0.dimensions.count == 2 && $0.type.isSupportedByKernels }
+            .map { try file.matrix(named: $0.name) }
+        let inputs = matrices.map { m in (0..<m.columns).map { Float(sin(Double($0) * 0.37)) } }
+        var outputs = matrices.map { [Float](repeating: 0, count: $0.rows) }
+        var samples: [Double] = []
+        for pass in 0..<(max(1, iterations) + 1) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for i in matrices.indices {
+                try inputs[i].withUnsafeBufferPointer { x in
+                    try outputs[i].withUnsafeMutableBufferPointer { y in
+                        try matrices[i].matvec(x, into: y, mode: mode, threads: threads)
+                    }
+                }
+            }
+            if pass > 0 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
+        }
+        samples.sort()
+        let ms = samples[samples.count / 2]
+        let bytes = matrices.reduce(0) { $0 + $1.rows * $1.rowBytes }
+        return Result(name: "all \(matrices.count) matrices", type: matrices.first?.type ?? .f32, rows: matrices.count,
+                      columns: 0, mode: mode, threads: threads, milliseconds: ms,
+                      gigabytesPerSecond: Double(bytes) / (ms / 1e3) / 1e9)
     }
 
     /// The decode shapes of SmolLM2-135M: `blk.0.ffn_up` (1536 rows × 576, Q4_1), `blk.0.ffn_down`
