@@ -14,6 +14,10 @@ final class GGUFBenchmarkTests: XCTestCase {
         #endif
         let file = try GGUFFile(path: GGUFFixtures.modelPath())
         for r in try QuantBenchmark.smolLM2Shapes(file: file) { print(r) }
+        for name in ["blk.0.ffn_up.weight", "token_embd.weight"] {
+            print(try QuantBenchmark.prefill(file.matrix(named: name), vectors: 256, threads: QuantizedMatrix.defaultThreadCount,
+                                             iterations: 5))
+        }
         for mode in [ActivationMode.float32, .ggml] {
             for threads in Set([1, QuantizedMatrix.defaultThreadCount]).sorted() {
                 print(try QuantBenchmark.decodePass(file: file, mode: mode, threads: threads))

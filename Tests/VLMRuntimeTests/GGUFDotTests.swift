@@ -278,3 +278,70 @@ final class GGUFDotTests: XCTestCase {
         _ = try QuantizedMatrix.quantizingToQ8_0([Float](repeating: .infinity, count: 32), rows: 1, columns: 32)
     }
 }
+
+/// Prefill: many vectors through tiled dequantisation and sgemm.
+final class GGUFMatmulTests: XCTestCase {
+    func testPermutedDequantisationHoldsTheSameBitsInTheKernelOrder() throws {
+        for type in [GGMLType.q8_0, .q4_0, .q4_1, .q4_K, .q6_K] {
+            let raw = ggufRandomBlocks(type, elements: 1024, seed: 500 + UInt64(type.rawValue))
+            var natural = [Float](repeating: 0, count: 1024), permuted = natural
+            raw.withUnsafeBytes { r in
+                QuantBlocks.dequantize(type, r.baseAddress!, count: 1024, into: &natural)
+                QuantBlocks.dequantizePermuted(type, r.baseAddress!, count: 1024, into: &permuted)
+            }
+            let expected = PreparedActivation.blockPermuted(count: 1024) { natural[$0] }
+            XCTAssertEqual(permuted.map(\.bitPattern), expected.map(\.bitPattern), "\(type)")
+        }
+    }
+
+    func testMatmulEqualsPerVectorMatvecs() throws {
+        var g = GGUFTestRNG(seed: 5)
+        for type in [GGMLType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q4_K, .q6_K] {
+            let rows = 40, columns = 512, count = 3
+            let raw = ggufRandomBlocks(type == .f32 ? .f16 : type, elements: rows * columns, seed: 600 + UInt64(type.rawValue))
+            var bytes = raw
+            if type == .f32 {  // F32 from the f16 values: finite and varied
+                bytes = []
+                for i in 0..<(rows * columns) {
+                    let h = UInt16(raw[2 * i]) | UInt16(raw[2 * i + 1]) << 8
+                    GGUFWriter.append(min(max(HalfFloat.float(fromHalfBits: h), -100), 100).bitPattern, to: &bytes)
+                }
+            }
+            // Tame the random scales so the sums stay far from overflow.
+            if type.blockSize > 1 {
+                let field = type == .q6_K ? 208 : 0
+                for b in 0..<(bytes.count / type.blockBytes) {
+                    let h = HalfFloat.halfBits(from: g.float(scale: 0.01))
+                    bytes[b * type.blockBytes + field] = UInt8(truncatingIfNeeded: h)
+                    bytes[b * type.blockBytes + field + 1] = UInt8(truncatingIfNeeded: h >> 8)
+                }
+            } else if type != .f32 {
+                for i in stride(from: 1, to: bytes.count, by: 2) where bytes[i] & 0x7F > 0x50 { bytes[i] = 0x3C }
+            }
+            let storage = GGUFStorage(copying: bytes)
+            let m = try QuantizedMatrix(type: type, rows: rows, columns: columns, bytes: storage.buffer, owner: storage, name: type.name)
+            let x = (0..<(count * columns)).map { _ in g.float(scale: 2) }
+            let y = try m.matmul(x, count: count)
+            for t in 0..<count {
+                let row = Array(x[(t * columns)..<((t + 1) * columns)])
+                for r in 0..<rows {
+                    let (ref, mag) = ggufReferenceDot(try m.dequantizeRow(r), row)
+                    XCTAssertEqual(Double(y[t * rows + r]), ref, accuracy: 2e-6 * mag + 1e-6, "\(type) t=\(t) r=\(r)")
+                }
+            }
+        }
+    }
+
+    func testMatmulOfTheModelMatchesItsMatvecs() throws {
+        let file = try GGUFFixtures.model()
+        let hidden = try GGUFFixtures.goldens().floats("plain.hidden_all")  // [31, 12, 576]
+        let x = Array(hidden[(5 * 12 * 576)..<(6 * 12 * 576)])            // layer-5 input, 12 positions
+        let m = try file.matrix(named: "blk.5.attn_q.weight")
+        let y = try m.matmul(x, count: 12)
+        for t in [0, 7, 11] {
+            let single = try m.matvec(Array(x[(t * 576)..<((t + 1) * 576)]))
+            for r in 0..<576 { XCTAssertEqual(y[t * 576 + r], single[r], accuracy: 1e-4 * max(1, abs(single[r]))) }
+        }
+        XCTAssertThrowsError(try m.matmul([Float](repeating: 0, count: 575), count: 1))
+    }
+}

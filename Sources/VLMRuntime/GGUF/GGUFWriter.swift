@@ -66,7 +66,9 @@ public struct GGUFWriter: Sendable {
             Self.append(value.type.rawValue, to: &out)
             Self.append(value: value, to: &out)
         }
-        let align = max(alignment, 1)
+        // A hostile or mistyped alignment must not overflow the offset arithmetic; GGUFFile rejects
+        // the file on reading if the key itself is invalid.
+        let align = (1...(1 << 30)).contains(alignment) ? alignment : GGUFFile.defaultAlignment
         var offset = 0
         var offsets: [Int] = []
         for t in tensors {

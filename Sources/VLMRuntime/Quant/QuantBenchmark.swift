@@ -76,6 +76,30 @@ public enum QuantBenchmark {
                       gigabytesPerSecond: Double(bytes) / (ms / 1e3) / 1e9)
     }
 
+    /// Prefill: `matmul` of `vectors` activations through `matrix` (tiled dequantisation + sgemm).
+    /// `gigabytesPerSecond` is reported as GFLOP/s (2·rows·columns·vectors per call) here.
+    public static func prefill(_ matrix: QuantizedMatrix, vectors: Int, threads: Int, iterations: Int = 10,
+                               name: String? = nil) throws -> Result {
+        let x = (0..<(vectors * matrix.columns)).map { Float(sin(Double($0) * 0.37)) }
+        var y = [Float](repeating: 0, count: vectors * matrix.rows)
+        var samples: [Double] = []
+        try x.withUnsafeBufferPointer { xb in
+            try y.withUnsafeMutableBufferPointer { yb in
+                try matrix.matmul(xb, count: vectors, into: yb, threads: threads)
+                for _ in 0..<max(1, iterations) {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    try matrix.matmul(xb, count: vectors, into: yb, threads: threads)
+                    samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+            }
+        }
+        samples.sort()
+        let ms = samples[samples.count / 2]
+        return Result(name: "\(name ?? matrix.name) prefill×\(vectors) (GFLOP/s)", type: matrix.type, rows: matrix.rows,
+                      columns: matrix.columns, mode: .float32, threads: threads, milliseconds: ms,
+                      gigabytesPerSecond: 2.0 * Double(matrix.rows * matrix.columns * vectors) / (ms / 1e3) / 1e9)
+    }
+
     /// The decode shapes of SmolLM2-135M: `blk.0.ffn_up` (1536 rows × 576, Q4_1), `blk.0.ffn_down`
     /// (576 × 1536, Q4_1) and the tied output `token_embd` (49152 × 576, Q8_0), on both activation
     /// paths, single-threaded and on `threads` cores.

@@ -330,9 +330,9 @@ public struct QuantizedActivation: Sendable {
         guard x.count % block == 0 else {
             throw QuantError.invalidShape(name: "activation", reason: "length \(x.count) is not a multiple of \(block)")
         }
-        self = x.withUnsafeBufferPointer { b in
-            QuantizedActivation(unchecked: b.baseAddress ?? UnsafePointer(bitPattern: 16).unsafelyUnwrapped,
-                                count: x.count, for: weightType)  // invariant: count 0 reads nothing
+        let values = x.isEmpty ? [0] : x  // an empty array may have no base address
+        self = values.withUnsafeBufferPointer { b in
+            QuantizedActivation(unchecked: b.baseAddress.unsafelyUnwrapped, count: x.count, for: weightType)  // invariant: non-empty
         }
     }
 
