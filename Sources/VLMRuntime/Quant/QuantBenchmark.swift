@@ -13,13 +13,17 @@ public enum QuantBenchmark {
         public let threads: Int
         /// Median wall time of one matvec, in milliseconds.
         public let milliseconds: Double
-        /// Weight bytes streamed per second at that median, in GB/s (1e9 bytes).
+        /// Weight bytes streamed per second at that median, in GB/s (1e9 bytes); for `prefill`
+        /// results, GFLOP/s instead (see `isPrefill`).
         public let gigabytesPerSecond: Double
+        /// Whether this is a `prefill` (matmul) measurement.
+        public var isPrefill = false
 
         public var description: String {
             let shape = columns == 0 ? "" : " \(type) \(rows)×\(columns)"
             return "\(name)\(shape) \(mode == .float32 ? "f32-act" : "ggml-act") \(threads)t: "
-                + String(format: "%.4f ms/matvec, %.2f GB/s", milliseconds, gigabytesPerSecond)
+                + (isPrefill ? String(format: "%.3f ms/matmul, %.1f GFLOP/s", milliseconds, gigabytesPerSecond)
+                             : String(format: "%.4f ms/matvec, %.2f GB/s", milliseconds, gigabytesPerSecond))
         }
     }
 
@@ -77,7 +81,8 @@ public enum QuantBenchmark {
     }
 
     /// Prefill: `matmul` of `vectors` activations through `matrix` (tiled dequantisation + sgemm).
-    /// `gigabytesPerSecond` is reported as GFLOP/s (2·rows·columns·vectors per call) here.
+    /// The rate is GFLOP/s (2·rows·columns·vectors per call). OpenBLAS uses its own threads for the
+    /// sgemm part whatever `threads` says; `threads` only splits the dequantisation.
     public static func prefill(_ matrix: QuantizedMatrix, vectors: Int, threads: Int, iterations: Int = 10,
                                name: String? = nil) throws -> Result {
         let x = (0..<(vectors * matrix.columns)).map { Float(sin(Double($0) * 0.37)) }
@@ -95,9 +100,11 @@ public enum QuantBenchmark {
         }
         samples.sort()
         let ms = samples[samples.count / 2]
-        return Result(name: "\(name ?? matrix.name) prefill×\(vectors) (GFLOP/s)", type: matrix.type, rows: matrix.rows,
-                      columns: matrix.columns, mode: .float32, threads: threads, milliseconds: ms,
-                      gigabytesPerSecond: 2.0 * Double(matrix.rows * matrix.columns * vectors) / (ms / 1e3) / 1e9)
+        var result = Result(name: "\(name ?? matrix.name) ×\(vectors) vectors", type: matrix.type, rows: matrix.rows,
+                            columns: matrix.columns, mode: .float32, threads: threads, milliseconds: ms,
+                            gigabytesPerSecond: 2.0 * Double(matrix.rows * matrix.columns * vectors) / (ms / 1e3) / 1e9)
+        result.isPrefill = true
+        return result
     }
 
     /// The decode shapes of SmolLM2-135M: `blk.0.ffn_up` (1536 rows × 576, Q4_1), `blk.0.ffn_down`

@@ -2,6 +2,12 @@ import Dispatch
 import Foundation
 
 /// How a quantised dot product treats the activation vector.
+///
+/// Which one the SmolLM2 goldens need: `.float32`. Their reference is transformers with every
+/// weight dequantised to fp32, and their tolerances (logits ≤ 2e-3, hidden states ≤ 2e-5 relative,
+/// greedy ids exact) are for that path. The README measures the llama.cpp-style quantised path at
+/// max-abs ~0.3–1.5 / rms ~0.1–0.3 from those logits with greedy text diverging at low margins, so
+/// `.ggml` can only be checked with bounds (top-k, rms), never equality.
 public enum ActivationMode: Sendable, Equatable {
     /// Activations stay exact `Float`; weights take their exact dequantised values. Matches a
     /// dequantise-to-fp32 reference (transformers, the SmolLM2 goldens) to float rounding.
