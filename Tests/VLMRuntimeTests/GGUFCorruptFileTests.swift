@@ -72,6 +72,19 @@ final class GGUFCorruptFileTests: XCTestCase {
         XCTAssertThrowsError(try GGUFFile(bytes: try validWriter().serialize()).metadata.int("test.u64"))
     }
 
+    func testAlignmentOneAllowsUnalignedFloatData() throws {
+        var w = GGUFWriter(metadata: GGUFMetadata(entries: [("general.alignment", .uint32(1)), ("k", .string("abc"))]))
+        try w.addTensor(name: "a", dimensions: [3], floats: [1, 2, 3])
+        try w.addTensor(name: "m", dimensions: [2, 2], floats: [1, 2, 3, 4])
+        let file = try GGUFFile(bytes: w.serialize())
+        XCTAssertEqual(file.alignment, 1)
+        let m = try file.matrix(named: "m")
+        XCTAssertNotEqual(Int(bitPattern: m.bytes.baseAddress) % 4, 0, "the point of the test: F32 data off a 4-byte boundary")
+        XCTAssertEqual(try m.dequantizeAll(), [1, 2, 3, 4])
+        XCTAssertEqual(try m.matvec([1, 1]), [3, 7])
+        XCTAssertEqual(try m.matmul([1, 1, 1, 0], count: 2), [3, 7, 1, 3])
+    }
+
     func testBadMagicIsRejected() throws {
         var b = try validWriter().serialize()
         b[0] = 0x4C  // "LGUF"

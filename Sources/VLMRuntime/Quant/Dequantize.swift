@@ -44,7 +44,8 @@ public enum QuantBlocks {
         let blocks = count / type.blockSize
         switch type {
         case .f32:
-            dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
+            // A file with alignment 1 or 2 can place F32 data off a 4-byte boundary: copy bytes.
+            UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: 4 * count)
         case .f16:
             for i in 0..<count { dst[i] = half(src, 2 * i) }
         case .bf16:

@@ -34,10 +34,10 @@ extension QuantizedMatrix {
         }
         let workers = threads ?? Self.defaultThreadCount
 
-        if type == .f32 {
-            // invariant: GGUF data offsets are multiples of the alignment (≥ 4), so the rows are Float-aligned
-            let w = bytes.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: Float.self)
-            sgemm(xp, w, yp, vectors: count, rowOffset: 0, tileRows: rows)
+        let base = bytes.baseAddress.unsafelyUnwrapped  // invariant: init checked storage for rows > 0
+        if type == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+            // Aligned F32 weights go to sgemm as they are (a file with alignment 1 or 2 may not be).
+            sgemm(xp, base.assumingMemoryBound(to: Float.self), yp, vectors: count, rowOffset: 0, tileRows: rows)
             return
         }
 
