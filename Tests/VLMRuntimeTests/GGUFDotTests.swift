@@ -270,6 +270,10 @@ final class GGUFDotTests: XCTestCase {
             XCTAssertEqual(error as? QuantError, .unsupportedType(name: "matrix", type: .q5_K))
         }
         XCTAssertThrowsError(try QuantizedMatrix.quantizingToQ8_0([1, 2, 3], rows: 1, columns: 3))
+        // A matrix with no columns multiplies to zeros.
+        let empty = try QuantizedMatrix(type: .q8_0, rows: 3, columns: 0, bytes: storage.buffer, owner: storage)
+        XCTAssertEqual(try empty.matvec([]), [0, 0, 0])
+        XCTAssertEqual(try empty.matvec([], mode: .ggml), [0, 0, 0])
         XCTAssertThrowsError(try QuantizedActivation(quantizing: [1, 2], for: .q4_1))
         // Non-finite activations give non-finite or garbage numbers, never a trap.
         var bad = [Float](repeating: 1, count: 64); bad[3] = .nan; bad[40] = .infinity

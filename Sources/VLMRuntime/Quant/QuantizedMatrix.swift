@@ -220,7 +220,11 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
                        mode: ActivationMode = .float32, threads: Int? = nil) throws {
         try checkLength(x.count, columns)
         try checkLength(y.count, rows)
-        guard let xp = x.baseAddress, let yp = y.baseAddress else { return }
+        guard let yp = y.baseAddress else { return }
+        guard let xp = x.baseAddress, columns > 0 else {
+            y.update(repeating: 0)  // an empty sum
+            return
+        }
         let prepared: PreparedActivation
         switch mode {
         case .float32: prepared = PreparedActivation(exact: xp, count: columns, for: type)
@@ -237,6 +241,10 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkActivation(a)
         try checkLength(y.count, rows)
         guard let yp = y.baseAddress else { return }
+        guard columns > 0 else {
+            y.update(repeating: 0)
+            return
+        }
         a.prepared.withView { view in
             parallelRows(threads) { r in yp[r] = kernel(row(r), view) }
         }
