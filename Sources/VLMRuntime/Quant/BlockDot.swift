@@ -9,8 +9,8 @@
 ///   the bytes {k, 4+k, 8+k, …}. Rather than shuffling weights back into order, the activation is
 ///   permuted once per matrix-vector product into the same order (`PreparedActivation`), so the
 ///   inner loop is loads, shifts and multiply-adds only.
-/// * A small unsigned integer becomes a float exactly by OR-ing it into the mantissa of 2^23 and
-///   subtracting 2^23; a bias (−8, −32, −128) folds into the same subtraction.
+/// * Integers become floats with the same-width `SIMD8<Float>(SIMD8<Int32>)` conversion, which
+///   (unlike the width-changing ones) lowers to a single instruction.
 /// * `addingProduct` (FMA) is avoided: without FMA in the target CPU it becomes a libm call per lane.
 ///
 /// Numerics: every product `q·x` and every partial sum of one block is computed in `Float`; the
@@ -24,10 +24,12 @@ enum BlockDot {
     @inline(__always)
     static func floats(_ bits: U8) -> F8 { unsafeBitCast(bits, to: F8.self) }
 
-    /// `v` (each lane < 2^23) as Float minus `bias`, exactly.
+    /// `v` (each lane < 2^23) as Float minus `bias`, exactly. The same-width Int32 → Float
+    /// conversion is one instruction (it is the width-changing conversions that become calls).
     @inline(__always)
     static func toFloat(_ v: U8, bias: Float) -> F8 {
-        floats(v | 0x4B00_0000) - (8_388_608 + bias)
+        let f = F8(unsafeBitCast(v, to: SIMD8<Int32>.self))
+        return bias == 0 ? f : f - bias
     }
 
     @inline(__always)
@@ -38,6 +40,12 @@ enum BlockDot {
     @inline(__always)
     static func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
         HalfFloat.float(fromHalfBits: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    /// A block scale through the f16 table (see `HalfTable`).
+    @inline(__always)
+    static func half(_ p: UnsafeRawPointer, _ offset: Int, _ table: UnsafePointer<Float>) -> Float {
+        table[Int(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))]
     }
 
     /// Σ over the 4 byte positions of the 32 values in `q` (bytes as 8 × UInt32, low nibble or
@@ -56,15 +64,13 @@ enum BlockDot {
         return t
     }
 
-    /// `planes` for signed bytes (Q8_0): an arithmetic shift sign-extends byte k, and adding
-    /// 1.5·2^23 as an integer places it in the mantissa of 1.5·2^23 (exact for |v| < 2^22).
+    /// `planes` for signed bytes (Q8_0): an arithmetic shift sign-extends byte k.
     @inline(__always)
     static func signedBytePlanes(_ q: SIMD8<Int32>, _ x: UnsafePointer<Float>) -> F8 {
         var t = F8()
         for k in 0..<4 {
             let left = SIMD8<Int32>(repeating: Int32(24 - 8 * k))
-            let biased: SIMD8<Int32> = ((q &<< left) &>> 24) &+ 0x4B40_0000
-            t += (unsafeBitCast(biased, to: F8.self) - 12_582_912) * load8(x, 8 * k)
+            t += F8((q &<< left) &>> 24) * load8(x, 8 * k)
         }
         return t
     }
@@ -84,7 +90,7 @@ enum BlockDot {
         for b in 0..<blocks {
             let p = w + b * QuantBlocks.q8_0Bytes
             let t = signedBytePlanes(p.loadUnaligned(fromByteOffset: 2, as: SIMD8<Int32>.self), a.values + 32 * b)
-            acc += t * (half(p, 0) * a.scales[b])
+            acc += t * (half(p, 0, a.halves) * a.scales[b])
         }
         return acc.sum()
     }
@@ -95,7 +101,7 @@ enum BlockDot {
         for b in 0..<blocks {
             let p = w + b * QuantBlocks.q4_0Bytes
             let t = planes(nibbleLanes(p, 2), shift: 0, mask: 0xF, bias: 0, a.values + 32 * b)
-            let d = half(p, 0)
+            let d = half(p, 0, a.halves)
             acc += t * (d * a.scales[b])
             offsets += d * a.sums[b]
         }
@@ -110,16 +116,16 @@ enum BlockDot {
             let p = w + b * QuantBlocks.q4_1Bytes
             let t0 = planes(nibbleLanes(p, 4), shift: 0, mask: 0xF, bias: 0, a.values + 32 * b)
             let t1 = planes(nibbleLanes(p, 24), shift: 0, mask: 0xF, bias: 0, a.values + (32 * b + 32))
-            acc0 += t0 * (half(p, 0) * a.scales[b])
-            acc1 += t1 * (half(p, 20) * a.scales[b + 1])
-            mins += half(p, 2) * a.sums[b] + half(p, 22) * a.sums[b + 1]
+            acc0 += t0 * (half(p, 0, a.halves) * a.scales[b])
+            acc1 += t1 * (half(p, 20, a.halves) * a.scales[b + 1])
+            mins += half(p, 2, a.halves) * a.sums[b] + half(p, 22, a.halves) * a.sums[b + 1]
             b += 2
         }
         if b < blocks {
             let p = w + b * QuantBlocks.q4_1Bytes
             let t = planes(nibbleLanes(p, 4), shift: 0, mask: 0xF, bias: 0, a.values + 32 * b)
-            acc0 += t * (half(p, 0) * a.scales[b])
-            mins += half(p, 2) * a.sums[b]
+            acc0 += t * (half(p, 0, a.halves) * a.scales[b])
+            mins += half(p, 2, a.halves) * a.sums[b]
         }
         return (acc0 + acc1).sum() + mins
     }
@@ -129,8 +135,8 @@ enum BlockDot {
         var mins: Float = 0
         for b in 0..<superBlocks {
             let p = w + b * QuantBlocks.q4_KBytes
-            let d = half(p, 0)
-            let dmin = half(p, 2)
+            let d = half(p, 0, a.halves)
+            let dmin = half(p, 2, a.halves)
             for j in 0..<4 {
                 let c = 8 * b + 2 * j  // 32-value chunk of the low nibbles; c + 1 for the high ones
                 let (sc0, m0) = QuantBlocks.scaleMinK4(2 * j, p + 4)
@@ -149,7 +155,7 @@ enum BlockDot {
         var acc = F8()
         for b in 0..<superBlocks {
             let p = w + b * QuantBlocks.q6_KBytes
-            let d = half(p, 208)
+            let d = half(p, 208, a.halves)
             let sc = (p + 192).assumingMemoryBound(to: Int8.self)
             for n in 0..<2 {
                 let lo = p.loadUnaligned(fromByteOffset: 64 * n, as: U8.self)       // ql[l], l < 32

@@ -20,6 +20,8 @@ struct PreparedActivation {
         let values: UnsafePointer<Float>
         let sums: UnsafePointer<Float>
         let scales: UnsafePointer<Float>
+        /// `HalfTable`: the f16 → f32 table the kernels read block scales through.
+        let halves: UnsafePointer<Float>
     }
 
     func withView<R>(_ body: (View) -> R) -> R {
@@ -28,7 +30,7 @@ struct PreparedActivation {
                 scales.withUnsafeBufferPointer { c in
                     // invariant: the arrays are never empty (init pads them to at least one element)
                     body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
-                              scales: c.baseAddress.unsafelyUnwrapped))
+                              scales: c.baseAddress.unsafelyUnwrapped, halves: HalfTable.shared.values))
                 }
             }
         }

@@ -115,8 +115,7 @@ extension QuantBlocks {
                 let q = p.loadUnaligned(fromByteOffset: 2, as: SIMD8<Int32>.self)
                 let d = half(p, 0)
                 for k in 0..<4 {
-                    let biased: SIMD8<Int32> = ((q &<< SIMD8<Int32>(repeating: Int32(24 - 8 * k))) &>> 24) &+ 0x4B40_0000
-                    put((unsafeBitCast(biased, to: F8.self) - 12_582_912) * d, dst + 32 * b + 8 * k)
+                    put(F8((q &<< SIMD8<Int32>(repeating: Int32(24 - 8 * k))) &>> 24) * d, dst + 32 * b + 8 * k)
                 }
             }
         case .q4_0, .q4_1:
