@@ -127,6 +127,49 @@ final class GGUFDotTests: XCTestCase {
         }
     }
 
+    func testIntegerKernelsMatchAScalarIntegerDotIncludingOddBlockCountsAndMinus128() throws {
+        // Q8_0 · Q8_0 and Q4_1 · Q8_1 take the Int16 kernels; 17 blocks leave a Q4_1 tail block,
+        // and raw random Q8_0 bytes include the weight -128.
+        var g = GGUFTestRNG(seed: 41)
+        let columns = 17 * 32
+        let x = (0..<columns).map { _ in g.float(scale: 3) }
+        for type in [GGMLType.q8_0, .q4_1] {
+            var raw = ggufRandomBlocks(type, elements: 5 * columns, seed: 42 + UInt64(type.rawValue))
+            for b in 0..<(raw.count / type.blockBytes) {  // tame the scales
+                let h = HalfFloat.halfBits(from: g.float(scale: 0.05))
+                raw[b * type.blockBytes] = UInt8(truncatingIfNeeded: h)
+                raw[b * type.blockBytes + 1] = UInt8(truncatingIfNeeded: h >> 8)
+            }
+            XCTAssertTrue(type != .q8_0 || raw.enumerated().contains { $0.offset % 34 >= 2 && $0.element == 0x80 })
+            let storage = GGUFStorage(copying: raw)
+            let m = try QuantizedMatrix(type: type, rows: 5, columns: columns, bytes: storage.buffer, owner: storage, name: type.name)
+            let act = try QuantizedActivation(quantizing: x, for: type)
+            let enc = act.encodedBytes
+            let y = try m.matvec(x, mode: .ggml)
+            for r in 0..<5 {
+                let w = Array(raw[(r * m.rowBytes)..<((r + 1) * m.rowBytes)])
+                var ref = 0.0
+                for b in 0..<17 {
+                    if type == .q8_0 {
+                        var sumi = 0
+                        for j in 0..<32 { sumi += Int(Int8(bitPattern: w[34 * b + 2 + j])) * Int(Int8(bitPattern: enc[34 * b + 2 + j])) }
+                        ref += Double(GGMLScalarReference.f16(w, 34 * b) * GGMLScalarReference.f16(enc, 34 * b)) * Double(sumi)
+                    } else {
+                        var sumi = 0
+                        for j in 0..<16 {
+                            sumi += Int(w[20 * b + 4 + j] & 0xF) * Int(Int8(bitPattern: enc[36 * b + 4 + j]))
+                            sumi += Int(w[20 * b + 4 + j] >> 4) * Int(Int8(bitPattern: enc[36 * b + 20 + j]))
+                        }
+                        ref += Double(GGMLScalarReference.f16(w, 20 * b) * GGMLScalarReference.f16(enc, 36 * b)) * Double(sumi)
+                            + Double(GGMLScalarReference.f16(w, 20 * b + 2) * GGMLScalarReference.f16(enc, 36 * b + 2))
+                    }
+                }
+                XCTAssertEqual(Double(y[r]), ref, accuracy: 1e-5 * abs(ref) + 1e-4, "\(type) row \(r)")
+                XCTAssertEqual(try m.dot(row: r, vector: act), y[r], "\(type) row \(r)")
+            }
+        }
+    }
+
     func testQ8KActivationQuantisationMatchesGGMLReference() throws {
         var x = randomVector(1024, seed: 12)
         for i in 256..<512 { x[i] = 0 }  // an all-zero block

@@ -10,10 +10,15 @@
 /// quantised activations `v` = the integer quants (exact in Float), `scales` = the activation block
 /// scale d_a, and `sums` = the term the weight minimum multiplies: d_a·Σq_a for Q8_0/Q8_K, the
 /// stored f16 `s` for Q8_1 (ggml uses `s`, not d·Σq, so this reproduces its rounding).
+///
+/// Quantised activations for Q8_0 and Q4_1 weights also carry `integers`: the quants as Int16 in
+/// the lane order of the integer kernels (`IntegerDot`), which multiply 16 lanes at a time.
 struct PreparedActivation {
     private(set) var values: [Float]
     private(set) var sums: [Float]
     private(set) var scales: [Float]
+    /// Int16 quants for `IntegerDot` (empty when there is no integer kernel for the weight type).
+    private(set) var integers: [Int16] = []
 
     /// Raw pointers for the kernels, valid inside `withView`.
     struct View {
@@ -22,15 +27,20 @@ struct PreparedActivation {
         let scales: UnsafePointer<Float>
         /// `HalfTable`: the f16 → f32 table the kernels read block scales through.
         let halves: UnsafePointer<Float>
+        /// `integers`, or nil when empty.
+        let integers: UnsafePointer<Int16>?
     }
 
     func withView<R>(_ body: (View) -> R) -> R {
         values.withUnsafeBufferPointer { v in
             sums.withUnsafeBufferPointer { s in
                 scales.withUnsafeBufferPointer { c in
-                    // invariant: the arrays are never empty (init pads them to at least one element)
-                    body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
-                              scales: c.baseAddress.unsafelyUnwrapped, halves: HalfTable.shared.values))
+                    integers.withUnsafeBufferPointer { i in
+                        // invariant: the Float arrays are never empty (init pads them to one element)
+                        body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
+                                  scales: c.baseAddress.unsafelyUnwrapped, halves: HalfTable.shared.values,
+                                  integers: i.isEmpty ? nil : i.baseAddress))
+                    }
                 }
             }
         }
@@ -61,7 +71,17 @@ struct PreparedActivation {
     init(encoded p: UnsafeRawPointer, format: GGMLType, weightType: GGMLType, count: Int) {
         let chunks = count / 32
         var v: [Float] = [], s: [Float] = [], d: [Float] = []
+        var ints: [Int16] = []
         do {
+            if (format == .q8_0 && weightType == .q8_0) || (format == .q8_1 && weightType == .q4_1) {
+                let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : QuantBlocks.q8_1Bytes
+                let qOffset = format == .q8_0 ? 2 : 4
+                let quant = { (i: Int) -> Int16 in
+                    Int16(p.load(fromByteOffset: (i / 32) * size + qOffset + i % 32, as: Int8.self))
+                }
+                ints = format == .q8_0 ? IntegerDot.q8_0Layout(count: count, quant)
+                                       : IntegerDot.q4_1Layout(count: count, quant)
+            }
             switch format {
             case .q8_0, .q8_1:
                 let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : QuantBlocks.q8_1Bytes
@@ -107,6 +127,7 @@ struct PreparedActivation {
         values = v
         sums = s
         scales = d
+        integers = ints
         pad()
     }
 

@@ -13,7 +13,8 @@ public enum ActivationMode: Sendable, Equatable {
     /// dequantise-to-fp32 reference (transformers, the SmolLM2 goldens) to float rounding.
     case float32
     /// Activations are quantised first to the weight type's ggml `vec_dot_type`, as llama.cpp's CPU
-    /// backend does: faster, but only within quantisation noise of the fp32 model.
+    /// backend does: only within quantisation noise of the fp32 model, but for Q8_0 and Q4_1 it
+    /// runs on Int16 kernels (`IntegerDot`), about 1.3–1.4× faster than `.float32`.
     case ggml
 }
 
@@ -301,9 +302,13 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         case .f32: return BlockDot.f32(w, a.values, count: columns)
         case .f16: return BlockDot.halves(w, a.values, count: columns, brain: false)
         case .bf16: return BlockDot.halves(w, a.values, count: columns, brain: true)
-        case .q8_0: return BlockDot.q8_0(w, a, blocks: columns / 32)
+        case .q8_0:
+            if let ints = a.integers { return IntegerDot.q8_0(w, a, ints, blocks: columns / 32) }
+            return BlockDot.q8_0(w, a, blocks: columns / 32)
         case .q4_0: return BlockDot.q4_0(w, a, blocks: columns / 32)
-        case .q4_1: return BlockDot.q4_1(w, a, blocks: columns / 32)
+        case .q4_1:
+            if let ints = a.integers { return IntegerDot.q4_1(w, a, ints, blocks: columns / 32) }
+            return BlockDot.q4_1(w, a, blocks: columns / 32)
         case .q4_K: return BlockDot.q4_K(w, a, superBlocks: columns / 256)
         case .q6_K: return BlockDot.q6_K(w, a, superBlocks: columns / 256)
         default: return .nan  // invariant: init rejects types without kernels
