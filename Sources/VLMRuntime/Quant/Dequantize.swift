@@ -52,110 +52,25 @@ public enum QuantBlocks {
             for i in 0..<count {
                 dst[i] = HalfFloat.float(fromBFloat16Bits: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
             }
-        case .q8_0:
-            for b in 0..<blocks { dequantizeQ8_0Block(src + b * q8_0Bytes, dst + 32 * b) }
-        case .q4_0:
-            for b in 0..<blocks { dequantizeQ4_0Block(src + b * q4_0Bytes, dst + 32 * b) }
-        case .q4_1:
-            for b in 0..<blocks { dequantizeQ4_1Block(src + b * q4_1Bytes, dst + 32 * b) }
-        case .q4_K:
-            for b in 0..<blocks { dequantizeQ4_KBlock(src + b * q4_KBytes, dst + 256 * b) }
-        case .q6_K:
-            for b in 0..<blocks { dequantizeQ6_KBlock(src + b * q6_KBytes, dst + 256 * b) }
+        case .q8_0, .q4_0, .q4_1, .q4_K, .q6_K:
+            // The SIMD unpacking produces each 32 values transposed (see `dequantizePermuted`);
+            // undoing that with scalar moves is still far cheaper than per-lane integer widening.
+            let chunk = type.blockSize  // 32 or 256 values, a whole number of 32-value groups
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { tmp in
+                let t = tmp.baseAddress.unsafelyUnwrapped  // invariant: capacity 256 > 0
+                for b in 0..<blocks {
+                    dequantizePermuted(type, src + b * type.blockBytes, count: chunk, into: t)
+                    let out = dst + b * chunk
+                    for g in stride(from: 0, to: chunk, by: 32) {
+                        for k in 0..<4 {
+                            for l in 0..<8 { out[g + 4 * l + k] = t[g + 8 * k + l] }
+                        }
+                    }
+                }
+            }
         default:
             // invariant: QuantizedMatrix.init rejects every type without kernels
             dst.update(repeating: .nan, count: count)
         }
-    }
-
-    @inline(__always)
-    static func dequantizeQ8_0Block(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = half(p, 0)
-        let q0 = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)))
-        let q1 = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: p.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)))
-        store(q0 * d, y)
-        store(q1 * d, y + 16)
-    }
-
-    @inline(__always)
-    static func dequantizeQ4_0Block(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = half(p, 0)
-        let q = p.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
-        let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q & 0x0F) &- 8)
-        let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q &>> 4) &- 8)
-        store(lo * d, y)
-        store(hi * d, y + 16)
-    }
-
-    @inline(__always)
-    static func dequantizeQ4_1Block(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = half(p, 0)
-        let m = half(p, 2)
-        let q = p.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
-        let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q & 0x0F))
-        let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q &>> 4))
-        store(lo * d + m, y)
-        store(hi * d + m, y + 16)
-    }
-
-    static func dequantizeQ4_KBlock(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = half(p, 0)
-        let dmin = half(p, 2)
-        let scales = p + 4
-        let qs = p + 16
-        for j in 0..<4 {
-            let (sc0, m0) = scaleMinK4(2 * j, scales)
-            let (sc1, m1) = scaleMinK4(2 * j + 1, scales)
-            let d0 = d * Float(sc0), min0 = dmin * Float(m0)
-            let d1 = d * Float(sc1), min1 = dmin * Float(m1)
-            for half16 in 0..<2 {
-                let q = qs.loadUnaligned(fromByteOffset: 32 * j + 16 * half16, as: SIMD16<UInt8>.self)
-                let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q & 0x0F))
-                let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q &>> 4))
-                store(lo * d0 - min0, y + 64 * j + 16 * half16)
-                store(hi * d1 - min1, y + 64 * j + 32 + 16 * half16)
-            }
-        }
-    }
-
-    static func dequantizeQ6_KBlock(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = half(p, 208)
-        let sc = (p + 192).assumingMemoryBound(to: Int8.self)
-        for n in 0..<2 {
-            let ql = p + 64 * n
-            let qh = p + 128 + 32 * n
-            for l16 in 0..<2 {
-                let a = ql.loadUnaligned(fromByteOffset: 16 * l16, as: SIMD16<UInt8>.self)
-                let b = ql.loadUnaligned(fromByteOffset: 32 + 16 * l16, as: SIMD16<UInt8>.self)
-                let h = qh.loadUnaligned(fromByteOffset: 16 * l16, as: SIMD16<UInt8>.self)
-                let q1 = q6Values(a & 0x0F, h)
-                let q2 = q6Values(b & 0x0F, h &>> 2)
-                let q3 = q6Values(a &>> 4, h &>> 4)
-                let q4 = q6Values(b &>> 4, h &>> 6)
-                let s = 8 * n + l16  // ggml's `is = l/16`, plus 8 per 128 values
-                let base = y + 128 * n + 16 * l16
-                store(q1 * (d * Float(sc[s + 0])), base)
-                store(q2 * (d * Float(sc[s + 2])), base + 32)
-                store(q3 * (d * Float(sc[s + 4])), base + 64)
-                store(q4 * (d * Float(sc[s + 6])), base + 96)
-            }
-        }
-    }
-
-    /// The signed 6-bit Q6_K quants (-32...31) from 4 low bits and the 2 high bits in `high & 3`.
-    @inline(__always)
-    static func q6Values(_ low: SIMD16<UInt8>, _ high: SIMD16<UInt8>) -> SIMD16<Float> {
-        let q = low | ((high & 3) &<< 4)
-        return SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q) &- 32)
-    }
-
-    @inline(__always)
-    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
-    }
-
-    @inline(__always)
-    static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
     }
 }
