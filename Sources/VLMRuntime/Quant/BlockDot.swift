@@ -2,15 +2,15 @@
 /// the blocks with SIMD. The weights are never dequantised into memory.
 ///
 /// Codegen notes (why the code looks the way it does):
-/// * Swift's SIMD conversion initialisers (`SIMD8<Float>(intVector)`, `init(truncatingIfNeeded:)`)
-///   are not inlined: each is a call into the standard library. The kernels therefore only use
-///   same-size bit casts, shifts, masks and arithmetic, which lower to single instructions.
+/// * Swift's width-changing SIMD conversions (`SIMD16<Int32>(truncatingIfNeeded: bytes)`,
+///   `SIMD16<Float>(…)`) are not inlined: each is a call into the standard library. The kernels
+///   therefore only use same-size bit casts, shifts, masks, arithmetic and the same-width
+///   `SIMD8<Float>(SIMD8<Int32>)` conversion, which all lower to single instructions.
 /// * Bytes are unpacked in place: 32 quant bytes viewed as 8 × UInt32 give, for byte position k,
 ///   the bytes {k, 4+k, 8+k, …}. Rather than shuffling weights back into order, the activation is
 ///   permuted once per matrix-vector product into the same order (`PreparedActivation`), so the
 ///   inner loop is loads, shifts and multiply-adds only.
-/// * Integers become floats with the same-width `SIMD8<Float>(SIMD8<Int32>)` conversion, which
-///   (unlike the width-changing ones) lowers to a single instruction.
+/// * Block scales (f16) are read through a 64K-entry table (`HalfTable`), as ggml does without F16C.
 /// * `addingProduct` (FMA) is avoided: without FMA in the target CPU it becomes a libm call per lane.
 ///
 /// Numerics: every product `q·x` and every partial sum of one block is computed in `Float`; the
