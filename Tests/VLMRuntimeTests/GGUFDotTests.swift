@@ -170,6 +170,19 @@ final class GGUFDotTests: XCTestCase {
         }
     }
 
+    func testFastRoundingIsRoundfForEveryQuantRange() {
+        var g = GGUFTestRNG(seed: 4)
+        var samples: [Float] = [0.49999997, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, 127.49998, 127.5, -127.5, 128.5, 1e30, -1e30,
+                                .infinity, -.infinity, 0, -0, .leastNonzeroMagnitude]
+        for _ in 0..<100_000 { samples.append(g.float(scale: 300)) }
+        for k in -256...256 { samples.append(Float(k) / 2) }
+        for v in samples {
+            let expected = Int8(max(-128, min(127, v.rounded(.toNearestOrAwayFromZero))))
+            XCTAssertEqual(ActivationQuantization.roundAwayInt8(v), expected, "\(v)")
+        }
+        XCTAssertEqual(ActivationQuantization.roundAwayInt8(.nan), 0)
+    }
+
     func testQ8KActivationQuantisationMatchesGGMLReference() throws {
         var x = randomVector(1024, seed: 12)
         for i in 256..<512 { x[i] = 0 }  // an all-zero block

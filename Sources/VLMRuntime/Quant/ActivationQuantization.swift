@@ -23,11 +23,18 @@ public enum ActivationQuantization {
     }
 
     /// `roundf(v)` as an Int8, saturating instead of trapping on out-of-range or NaN values.
+    ///
+    /// `rounded(.toNearestOrAwayFromZero)` is a libm call per value on a baseline x86-64 build;
+    /// for the clamped range here truncation plus a comparison of the exact fraction is the same
+    /// rounding (adding 0.5 before truncating would not be: 0.49999997 + 0.5 rounds up to 1).
     @inline(__always)
     static func roundAwayInt8(_ v: Float) -> Int8 {
-        let r = v.rounded(.toNearestOrAwayFromZero)
-        guard r == r else { return 0 }
-        return Int8(max(-128, min(127, r)))
+        guard v == v else { return 0 }
+        let a = min(abs(v), 128)
+        let whole = Int32(a)                        // truncation; a is in 0...128
+        let up: Int32 = a - Float(whole) >= 0.5 ? 1 : 0  // the difference is exact below 2^23
+        let r = whole + up
+        return Int8(clamping: v < 0 ? -r : r)
     }
 
     /// Quantises `count` (a multiple of 32) values to Q8_0 blocks (34 bytes each) at `y`.

@@ -26,12 +26,12 @@ enum IntegerDot {
 
     /// Q8_0 lane order: per block, the even bytes then the odd bytes (lane L of a UInt16 view
     /// holds bytes 2L and 2L + 1).
-    static func q8_0Layout(count: Int, _ q: (Int) -> Int16) -> [Int16] {
+    static func q8_0Layout(count: Int, _ q: UnsafeBufferPointer<Int16>) -> [Int16] {
         [Int16](unsafeUninitializedCapacity: count) { buf, n in
             for b in 0..<(count / 32) {
                 for l in 0..<16 {
-                    buf[32 * b + l] = q(32 * b + 2 * l)
-                    buf[32 * b + 16 + l] = q(32 * b + 2 * l + 1)
+                    buf[32 * b + l] = q[32 * b + 2 * l]
+                    buf[32 * b + 16 + l] = q[32 * b + 2 * l + 1]
                 }
             }
             n = count
@@ -41,20 +41,20 @@ enum IntegerDot {
     /// Q4_1 lane order, per pair of blocks (lanes 0–7 the first block, 8–15 the second): plane j
     /// = nibble j of each UInt16 lane, i.e. weights 2l, 2l + 16, 2l + 1, 2l + 17 for j = 0…3. An odd
     /// last block is stored in plain order for the scalar tail.
-    static func q4_1Layout(count: Int, _ q: (Int) -> Int16) -> [Int16] {
+    static func q4_1Layout(count: Int, _ q: UnsafeBufferPointer<Int16>) -> [Int16] {
         let blocks = count / 32
         return [Int16](unsafeUninitializedCapacity: count) { buf, n in
-            let offsets = [0, 16, 1, 17]
             for pair in 0..<(blocks / 2) {
                 for j in 0..<4 {
+                    let offset = (j & 1) * 16 + (j >> 1)  // nibble j of lane l is weight 2l + offset
                     for lane in 0..<16 {
                         let block = 2 * pair + lane / 8
-                        buf[64 * pair + 16 * j + lane] = q(32 * block + 2 * (lane % 8) + offsets[j])
+                        buf[64 * pair + 16 * j + lane] = q[32 * block + 2 * (lane % 8) + offset]
                     }
                 }
             }
             if blocks % 2 == 1 {
-                for i in (32 * (blocks - 1))..<count { buf[i] = q(i) }
+                for i in (32 * (blocks - 1))..<count { buf[i] = q[i] }
             }
             n = count
         }

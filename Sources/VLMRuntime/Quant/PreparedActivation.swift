@@ -70,43 +70,27 @@ struct PreparedActivation {
     /// `QuantizedActivation` layout) for `weightType` weights.
     init(encoded p: UnsafeRawPointer, format: GGMLType, weightType: GGMLType, count: Int) {
         let chunks = count / 32
-        var v: [Float] = [], s: [Float] = [], d: [Float] = []
-        var ints: [Int16] = []
-        do {
-            if (format == .q8_0 && weightType == .q8_0) || (format == .q8_1 && weightType == .q4_1) {
-                let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : QuantBlocks.q8_1Bytes
-                let qOffset = format == .q8_0 ? 2 : 4
-                let quant = { (i: Int) -> Int16 in
-                    Int16(p.load(fromByteOffset: (i / 32) * size + qOffset + i % 32, as: Int8.self))
+        var s: [Float] = [], d: [Float] = []
+        s.reserveCapacity(chunks)
+        d.reserveCapacity(chunks)
+        switch format {
+        case .q8_0, .q8_1, .q8_K:
+            // The quants in plain order first; every layout below is a direct re-indexing of it.
+            let blockValues = format == .q8_K ? 256 : 32
+            let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : format == .q8_1 ? QuantBlocks.q8_1Bytes : QuantBlocks.q8_KBytes
+            let qOffset = format == .q8_0 ? 2 : 4
+            let q = [Int16](unsafeUninitializedCapacity: count) { buf, n in
+                for b in 0..<(count / blockValues) {
+                    let src = (p + b * size + qOffset).assumingMemoryBound(to: Int8.self)
+                    for j in 0..<blockValues { buf[b * blockValues + j] = Int16(src[j]) }
                 }
-                ints = format == .q8_0 ? IntegerDot.q8_0Layout(count: count, quant)
-                                       : IntegerDot.q4_1Layout(count: count, quant)
+                n = count
             }
-            switch format {
-            case .q8_0, .q8_1:
-                let size = format == .q8_0 ? QuantBlocks.q8_0Bytes : QuantBlocks.q8_1Bytes
-                let qOffset = format == .q8_0 ? 2 : 4
-                v = Self.blockPermuted(count: count) { i in
-                    Float(p.load(fromByteOffset: (i / 32) * size + qOffset + i % 32, as: Int8.self))
-                }
-                for c in 0..<chunks {
-                    let block = p + c * size
-                    let scale = BlockDot.half(block, 0)
-                    d.append(scale)
-                    if format == .q8_1 {
-                        s.append(BlockDot.half(block, 2))
-                    } else {
-                        var total: Int32 = 0
-                        for j in 0..<32 { total += Int32(block.load(fromByteOffset: 2 + j, as: Int8.self)) }
-                        s.append(scale * Float(total))
-                    }
-                }
-            case .q8_K:
-                let size = QuantBlocks.q8_KBytes
-                v = Self.blockPermuted(count: count) { i in
-                    Float(p.load(fromByteOffset: (i / 256) * size + 4 + i % 256, as: Int8.self))
-                }
-                for c in 0..<chunks {
+            values = q.withUnsafeBufferPointer { qb in
+                Self.blockPermuted(count: count) { Float(qb[$0]) }
+            }
+            for c in 0..<chunks {
+                if format == .q8_K {
                     let block = p + (c / 8) * size
                     let scale = block.loadUnaligned(as: Float.self)
                     let g = 2 * (c % 8)
@@ -114,20 +98,34 @@ struct PreparedActivation {
                         + Int32(block.loadUnaligned(fromByteOffset: 262 + 2 * g, as: Int16.self))
                     d.append(scale)
                     s.append(scale * Float(total))
+                } else {
+                    let block = p + c * size
+                    let scale = BlockDot.half(block, 0)
+                    d.append(scale)
+                    if format == .q8_1 {
+                        s.append(BlockDot.half(block, 2))
+                    } else {
+                        var total: Int32 = 0
+                        for j in 0..<32 { total += Int32(q[32 * c + j]) }
+                        s.append(scale * Float(total))
+                    }
                 }
-            default:
-                // Float formats: the (already rounded) values, laid out for the weight type.
-                let f = p.assumingMemoryBound(to: Float.self)
-                v = weightType == .f32 ? Array(UnsafeBufferPointer(start: f, count: count))
-                                         : Self.pairPermuted(f, count: count)
-                d = [Float](repeating: 1, count: chunks)
-                s = [Float](repeating: 0, count: chunks)
             }
+            if format == .q8_0 && weightType == .q8_0 {
+                integers = q.withUnsafeBufferPointer { IntegerDot.q8_0Layout(count: count, $0) }
+            } else if format == .q8_1 && weightType == .q4_1 {
+                integers = q.withUnsafeBufferPointer { IntegerDot.q4_1Layout(count: count, $0) }
+            }
+        default:
+            // Float formats: the (already rounded) values, laid out for the weight type.
+            let f = p.assumingMemoryBound(to: Float.self)
+            values = weightType == .f32 ? Array(UnsafeBufferPointer(start: f, count: count))
+                                        : Self.pairPermuted(f, count: count)
+            d = [Float](repeating: 1, count: chunks)
+            s = [Float](repeating: 0, count: chunks)
         }
-        values = v
         sums = s
         scales = d
-        integers = ints
         pad()
     }
 

@@ -267,27 +267,13 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         parallelFor(rows, threads: threads ?? Self.defaultThreadCount, minimumWork: rowBytes, body)
     }
 
-    /// Runs `body` for 0..<count, in contiguous chunks over up to `threads` cores. Small jobs stay on
-    /// the calling thread: waking workers costs microseconds, more than a few thousand bytes of work.
+    /// Runs `body` for 0..<count over up to `threads` cores (`KernelWorkers`). Small jobs stay on
+    /// the calling thread: handing work to another core costs about a microsecond even when it is
+    /// spinning, more than a few thousand bytes of kernel work.
     static func parallelFor(_ count: Int, threads: Int, minimumWork: Int, _ body: (Int) -> Void) {
         let totalWork = count * max(minimumWork, 1)
         let workers = min(max(threads, 1), max(1, totalWork / 32_768))
-        if workers <= 1 || count < 2 {
-            for i in 0..<count { body(i) }
-            return
-        }
-        // A few chunks per worker evens out cores that are interrupted or slower.
-        let chunks = min(count, workers * 4)
-        withoutActuallyEscaping(body) { escapable in
-            // concurrentPerform returns only after every iteration has run, so the closure (and the
-            // unsafe pointers it captures) outlives all uses; each index is visited exactly once.
-            let task = UncheckedSendable(escapable)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let start = count * c / chunks
-                let end = count * (c + 1) / chunks
-                for i in start..<end { task.value(i) }
-            }
-        }
+        KernelWorkers.run(count, threads: workers, body)
     }
 
     private func parallelFor(_ count: Int, threads: Int, minimumWork: Int, _ body: (Int) -> Void) {
