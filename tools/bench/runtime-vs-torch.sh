@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Side-by-side measurement for issue 5: `assay bench runtime` and transformers on the CPU, on the
+# same random checkpoint with Qwen2.5-VL-3B's dimensions in bf16, the same 448×448 image, prompt
+# length and thread count; runs alternate and the medians are printed.
+#
+#   tools/bench/runtime-vs-torch.sh [RUNS]      (needs torch, transformers, pillow from PyPI;
+#                                                ../shared/fixtures/tokenizers/qwen2 for the tokenizer)
+# Environment: ASSAY (default .build-rel/release/assay), WORK (default /tmp/assay-bench-3b),
+# PROMPT_TOKENS (128), GEN_TOKENS (32), THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-3}
+ASSAY=${ASSAY:-.build-rel/release/assay}
+WORK=${WORK:-/tmp/assay-bench-3b}
+PROMPT_TOKENS=${PROMPT_TOKENS:-128}
+GEN_TOKENS=${GEN_TOKENS:-32}
+THREADS=${THREADS:-2}
+TOKENIZER=../shared/fixtures/tokenizers/qwen2
+
+mkdir -p "$WORK/src"
+if [ ! -f "$WORK/model/config.json" ]; then
+  cp tools/bench/qwen2.5-vl-3b-config.json "$WORK/src/config.json"
+  cp tools/bench/qwen2.5-vl-3b-preprocessor_config.json "$WORK/src/preprocessor_config.json"
+  cp tools/bench/qwen2.5-vl-3b-generation_config.json "$WORK/src/generation_config.json"
+  cp "$TOKENIZER/tokenizer.json" "$TOKENIZER/tokenizer_config.json" "$WORK/src/"
+  "$ASSAY" model init-random --config "$WORK/src/config.json" --out "$WORK/model" --dtype bf16 --seed 0
+fi
+python3 - "$WORK/img448.png" <<'PY'
+import sys
+from PIL import Image
+img = Image.new("RGB", (448, 448))
+img.putdata([((x * 7 + y * 3) % 256, (x * y) % 256, (x + 2 * y) % 256) for y in range(448) for x in range(448)])
+img.save(sys.argv[1])
+PY
+
+for i in $(seq 1 "$RUNS"); do
+  echo "=== assay run $i (load $(cut -d' ' -f1 /proc/loadavg))"
+  OPENBLAS_NUM_THREADS=$THREADS "$ASSAY" bench runtime --model-path "$WORK/model" --image "$WORK/img448.png" \
+    --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" | tee "$WORK/assay-$i.txt"
+  echo "=== torch run $i (load $(cut -d' ' -f1 /proc/loadavg))"
+  python3 tools/bench/torch_runtime_bench.py --model-path "$WORK/model" --image "$WORK/img448.png" \
+    --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --threads "$THREADS" --dtype bfloat16 2>&1 \
+    | grep -v -i -E "warn|loading" | tee "$WORK/torch-$i.txt"
+done
