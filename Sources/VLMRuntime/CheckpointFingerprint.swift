@@ -5,6 +5,27 @@ import Foundation
 /// samples of 4 KiB spread over the data, so re-randomised or re-trained weights change it
 /// without reading many gigabytes.
 public enum CheckpointFingerprint {
+    /// A folder's fingerprint, or a single model file's (GGUF): its size, its first 4 MiB (header,
+    /// metadata, tokenizer) and 64 samples of 4 KiB spread over the rest.
+    public static func compute(path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+            return try compute(directory: path)
+        }
+        var h = FNV128()
+        let file = try MappedFile(path: path)
+        h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
+        let head = min(file.size, 4 << 20)
+        h.add(UnsafeRawBufferPointer(start: file.base, count: head))
+        let span = max(1, file.size - head)
+        for k in 0..<64 {
+            let offset = head + span / 64 * k
+            let count = min(4096, file.size - offset)
+            if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
+        }
+        return h.hex
+    }
+
     public static func compute(directory: String) throws -> String {
         var h = FNV128()
         let fm = FileManager.default

@@ -46,6 +46,20 @@ struct PreparedActivation {
         }
     }
 
+    /// Views of several activations at once, valid inside `body`.
+    static func withViews<R>(_ list: [PreparedActivation], _ body: ([View]) -> R) -> R {
+        func nest(_ i: Int, _ acc: inout [View]) -> R {
+            if i == list.count { return body(acc) }
+            return list[i].withView { v in
+                acc.append(v)
+                return nest(i + 1, &acc)
+            }
+        }
+        var views: [View] = []
+        views.reserveCapacity(list.count)
+        return nest(0, &views)
+    }
+
     /// Exact activations for `type` weights; `x` has `count` values (a whole number of blocks).
     init(exact x: UnsafePointer<Float>, count: Int, for type: GGMLType) {
         switch type {

@@ -137,8 +137,9 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try values.withUnsafeBufferPointer { try quantizingToQ8_0($0, rows: rows, columns: columns, name: name) }
     }
 
-    /// Worker threads used when a call does not say: every active core.
-    public static var defaultThreadCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// Worker threads used when a call does not say: every active core. Read once: on Linux
+    /// `activeProcessorCount` reads cgroup files, which cost more than a small matvec.
+    public static let defaultThreadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     @inline(__always)
     func row(_ r: Int) -> UnsafeRawPointer {
@@ -193,7 +194,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkLength(vector.count, columns)
         return vector.withUnsafeBufferPointer { x in
             guard let xp = x.baseAddress else { return 0 }
-            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in kernel(row(r), a) }
+            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in Self.kernel(type, columns, row(r), a) }
         }
     }
 
@@ -201,7 +202,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
     public func dot(row r: Int, vector: QuantizedActivation) throws -> Float {
         try checkRow(r)
         try checkActivation(vector)
-        return vector.prepared.withView { a in kernel(row(r), a) }
+        return vector.prepared.withView { a in Self.kernel(type, columns, row(r), a) }
     }
 
     // MARK: Matrix-vector products
@@ -232,7 +233,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         case .ggml: prepared = QuantizedActivation(unchecked: xp, count: columns, for: type).prepared
         }
         prepared.withView { a in
-            parallelRows(threads) { r in yp[r] = kernel(row(r), a) }
+            rowProducts(a, into: yp, threads: threads ?? Self.defaultThreadCount)
         }
     }
 
@@ -247,7 +248,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
             return
         }
         a.prepared.withView { view in
-            parallelRows(threads) { r in yp[r] = kernel(row(r), view) }
+            rowProducts(view, into: yp, threads: threads ?? Self.defaultThreadCount)
         }
     }
 
@@ -280,10 +281,68 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         Self.parallelFor(count, threads: threads, minimumWork: minimumWork, body)
     }
 
+    // MARK: Few vectors at once (batched decode)
+
+    /// The activation layout `mode` asks for, built once per vector and shared by every matrix of
+    /// this type that reads the same vector (Q, K and V; gate and up).
+    func prepare(_ x: UnsafePointer<Float>, mode: ActivationMode) -> PreparedActivation {
+        switch mode {
+        case .float32: return PreparedActivation(exact: x, count: columns, for: type)
+        case .ggml: return QuantizedActivation(unchecked: x, count: columns, for: type).prepared
+        }
+    }
+
+    /// `y[i][r] = self[r] · a[i]` for prepared vectors `a` (`y` is `a.count × rows`, row-major),
+    /// every weight row read once for all vectors. The caller checked the activations' layout.
+    func multiply(prepared a: [PreparedActivation], into y: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0, !a.isEmpty else { return }
+        guard columns > 0 else {
+            y.update(repeating: 0, count: rows * a.count)
+            return
+        }
+        let m = a.count
+        if m == 1 {
+            a[0].withView { view in rowProducts(view, into: y, threads: threads) }
+            return
+        }
+        PreparedActivation.withViews(a) { list in
+            list.withUnsafeBufferPointer { views in
+                guard let v = views.baseAddress else { return }
+                rowProducts(v, count: m, into: y, threads: threads)
+            }
+        }
+    }
+
+    /// `y[r] = self[r] · a` for every row, split over the cores in contiguous chunks.
+    ///
+    /// The parallel body captures only raw values (no `self`, no arrays): a per-row closure that
+    /// touched a reference-counted object had both cores retaining and releasing the same object,
+    /// and the cache line bouncing between them cost more than the dot products.
+    func rowProducts(_ a: PreparedActivation.View, into y: UnsafeMutablePointer<Float>, threads: Int) {
+        withUnsafePointer(to: a) { rowProducts($0, count: 1, into: y, threads: threads) }
+    }
+
+    /// `y[i · rows + r] = self[r] · a[i]` for `count` activations, each weight row read once for all.
+    func rowProducts(_ a: UnsafePointer<PreparedActivation.View>, count m: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0, let base = bytes.baseAddress else { return }
+        let type = self.type, columns = self.columns, rowBytes = self.rowBytes, n = rows
+        let workers = min(max(threads, 1), max(1, n * rowBytes * m / 32_768))
+        let chunks = workers == 1 ? 1 : min(n, workers * 8)
+        KernelWorkers.run(chunks, threads: workers) { c in
+            let r1 = n * (c + 1) / chunks
+            var r = n * c / chunks
+            while r < r1 {
+                let w = base + r * rowBytes
+                for i in 0..<m { y[i * n + r] = Self.kernel(type, columns, w, a[i]) }
+                r += 1
+            }
+        }
+    }
+
     // MARK: Kernel dispatch
 
     @inline(__always)
-    private func kernel(_ w: UnsafeRawPointer, _ a: PreparedActivation.View) -> Float {
+    static func kernel(_ type: GGMLType, _ columns: Int, _ w: UnsafeRawPointer, _ a: PreparedActivation.View) -> Float {
         switch type {
         case .f32: return BlockDot.f32(w, a.values, count: columns)
         case .f16: return BlockDot.halves(w, a.values, count: columns, brain: false)

@@ -309,11 +309,23 @@ enum Kernels {
         for d in 0..<headDim { out[d] = 0 }
         let inv = 1 / sum
         for i in 0..<count {
-            let j = keys[i]
-            let p = scores[i] * inv
-            let vr = v + j * stride
-            for d in 0..<headDim { out[d] += p * vr[d] }
+            axpy(scores[i] * inv, v + keys[i] * stride, out, headDim)
         }
+    }
+
+    /// y += a·x over n values, eight lanes at a time (the compiler cannot vectorise the plain loop:
+    /// x and y might alias).
+    @inline(__always)
+    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
+        let av = SIMD8<Float>(repeating: a)
+        var d = 0
+        while d + 8 <= n {
+            let cur = yr.loadUnaligned(fromByteOffset: d * 4, as: SIMD8<Float>.self)
+            yr.storeBytes(of: cur + av * xr.loadUnaligned(fromByteOffset: d * 4, as: SIMD8<Float>.self), toByteOffset: d * 4, as: SIMD8<Float>.self)
+            d += 8
+        }
+        while d < n { y[d] += a * x[d]; d += 1 }
     }
 
     /// Same, over a contiguous key range [k0, k1).

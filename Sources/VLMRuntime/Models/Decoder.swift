@@ -1,5 +1,6 @@
 import Foundation
 
+/// One decoder block's weights. Biases are present where the family has them (Qwen2: q/k/v).
 struct DecoderLayer {
     let inputNorm: [Float]
     let postNorm: [Float]
@@ -53,46 +54,63 @@ public final class DecoderTrace: @unchecked Sendable {
     public init() {}
 }
 
-/// The Qwen2 decoder used by Qwen2-VL and Qwen2.5-VL: RMSNorm, GQA attention with q/k/v bias,
-/// multimodal rotary embedding (mRoPE), SwiGLU MLP, tied or separate LM head.
-final class Qwen2Decoder: @unchecked Sendable {
+/// The one decoder every family runs: pre-RMSNorm blocks of GQA attention with rotate-half RoPE
+/// and a SwiGLU MLP, a final RMSNorm and a tied or separate LM head, with a KV cache and batched,
+/// left-padded prefill and decode.
+///
+/// The families differ only in data: Llama has no biases and 1-D positions; Qwen2 adds q/k/v
+/// biases; Qwen2-VL / Qwen2.5-VL add multimodal RoPE, where each rotary pair turns with one of
+/// three position axes (t, h, w) — 1-D RoPE is the case where all pairs use the first axis. The
+/// weights come from any `DecoderWeights` (safetensors or GGUF) as float or quantised matrices.
+final class TransformerDecoder: @unchecked Sendable {
     let config: TextConfig
-    let embed: WeightMatrix
+    let embed: LinearWeight
     let layers: [DecoderLayer]
     let norm: [Float]
-    let lmHead: WeightMatrix
+    let lmHead: LinearWeight
+    /// Whether `lmHead` is the embedding matrix.
+    let tiedHead: Bool
     /// inv_freq[j] and the position axis (t, h, w) of each rotary pair.
     let invFreq: [Float]
     let pairAxis: [Int]
+    /// How decode-sized products with quantised weights treat their activations.
+    let activations: ActivationMode
 
-    init(config c: TextConfig, weights w: WeightLoader, tied: Bool) throws {
+    init(config c: TextConfig, weights w: DecoderWeights, tied: Bool, activations: ActivationMode = .float32) throws {
         config = c
+        self.activations = activations
         let h = c.hiddenSize, hd = c.headDim
-        embed = try w.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
+        embed = try w.linearWeight("model.embed_tokens.weight", rows: c.vocabSize, cols: h)
         var layers: [DecoderLayer] = []
         for i in 0..<c.numLayers {
             let p = "model.layers.\(i)."
+            let oBias = c.attentionBias && w.has(p + "self_attn.o_proj.bias")
             layers.append(DecoderLayer(
                 inputNorm: try w.vector(p + "input_layernorm.weight", count: h),
                 postNorm: try w.vector(p + "post_attention_layernorm.weight", count: h),
-                q: try w.linear(p + "self_attn.q_proj", out: c.numHeads * hd, in: h, bias: true),
-                k: try w.linear(p + "self_attn.k_proj", out: c.numKVHeads * hd, in: h, bias: true),
-                v: try w.linear(p + "self_attn.v_proj", out: c.numKVHeads * hd, in: h, bias: true),
-                o: try w.linear(p + "self_attn.o_proj", out: h, in: c.numHeads * hd, bias: false),
-                gate: try w.linear(p + "mlp.gate_proj", out: c.intermediateSize, in: h, bias: false),
-                up: try w.linear(p + "mlp.up_proj", out: c.intermediateSize, in: h, bias: false),
-                down: try w.linear(p + "mlp.down_proj", out: h, in: c.intermediateSize, bias: false)))
+                q: try w.linear(p + "self_attn.q_proj", out: c.numHeads * hd, in: h, bias: c.attentionBias),
+                k: try w.linear(p + "self_attn.k_proj", out: c.numKVHeads * hd, in: h, bias: c.attentionBias),
+                v: try w.linear(p + "self_attn.v_proj", out: c.numKVHeads * hd, in: h, bias: c.attentionBias),
+                o: try w.linear(p + "self_attn.o_proj", out: h, in: c.numHeads * hd, bias: oBias),
+                gate: try w.linear(p + "mlp.gate_proj", out: c.intermediateSize, in: h, bias: c.mlpBias),
+                up: try w.linear(p + "mlp.up_proj", out: c.intermediateSize, in: h, bias: c.mlpBias),
+                down: try w.linear(p + "mlp.down_proj", out: h, in: c.intermediateSize, bias: c.mlpBias)))
         }
         self.layers = layers
         norm = try w.vector("model.norm.weight", count: h)
         // A missing lm_head means tied embeddings, whatever the config says.
         if !tied, w.has("lm_head.weight") {
-            lmHead = try w.matrix("lm_head.weight", shape: [c.vocabSize, h])
+            lmHead = try w.linearWeight("lm_head.weight", rows: c.vocabSize, cols: h)
+            tiedHead = false
         } else {
             lmHead = embed
+            tiedHead = true
         }
         let half = hd / 2
-        invFreq = (0..<half).map { j in 1 / Float(pow(c.ropeTheta, Double(Float(2 * j) / Float(hd)))) }
+        invFreq = (0..<half).map { j in
+            let f = 1 / Float(pow(c.ropeTheta, Double(Float(2 * j) / Float(hd))))
+            return c.ropeFrequencyDivisors.map { f / $0[j] } ?? f
+        }
         var axis: [Int] = []
         for (a, n) in c.mropeSection.enumerated() { axis += Array(repeating: a, count: n) }
         pairAxis = axis
@@ -107,9 +125,10 @@ final class Qwen2Decoder: @unchecked Sendable {
         let h = config.hiddenSize
         var x = [Float](repeating: 0, count: ids.count * h)
         try x.withUnsafeMutableBufferPointer { xp in
+            guard let base = xp.baseAddress else { return }
             for (i, id) in ids.enumerated() {
                 guard id >= 0, id < embed.rows else { throw ModelInputError.tokenOutOfRange(id: id, vocabulary: embed.rows) }
-                embed.row(id, into: xp.baseAddress! + i * h) // invariant: ids non-empty here
+                embed.row(id, into: base + i * h)
             }
         }
         return x
@@ -117,7 +136,7 @@ final class Qwen2Decoder: @unchecked Sendable {
 
     /// Runs `steps` new tokens per row through every layer, appending to `cache`.
     /// - x: [batch · steps, hidden], row-major by (row, step)
-    /// - positions: [3][batch · steps] (t, h, w)
+    /// - positions: [3][batch · steps] (t, h, w); text-only rows repeat one position thrice
     /// - mask: [batch · steps], false for padding
     /// Returns the final-norm hidden states [batch · steps, hidden].
     func forward(_ input: [Float], positions: [[Int]], mask: [Bool], steps: Int, cache: KVCache, trace: DecoderTrace? = nil) -> [Float] {
@@ -128,7 +147,7 @@ final class Qwen2Decoder: @unchecked Sendable {
         let start = cache.length
         for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }
 
-        // mRoPE: pair j turns by pos[axis(j)] · inv_freq[j].
+        // RoPE: pair j turns by pos[axis(j)] · inv_freq[j].
         var cosT = [Float](repeating: 0, count: rows * half), sinT = cosT
         for i in 0..<rows {
             for j in 0..<half {
@@ -141,13 +160,14 @@ final class Qwen2Decoder: @unchecked Sendable {
         var validSlots: [[Int]] = []
         for r in 0..<b { validSlots.append((0..<(start + steps)).filter { cache.valid[r][$0] }) }
         let scale = 1 / Float(hd).squareRoot()
+        let mode = activations
 
         var x = input
         for (li, layer) in layers.enumerated() {
             let xn = Kernels.rmsNorm(x, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps)
-            var q = layer.q(xn, rows: rows)
-            var k = layer.k(xn, rows: rows)
-            let v = layer.v(xn, rows: rows)
+            var q = layer.q(xn, rows: rows, activations: mode)
+            var k = layer.k(xn, rows: rows, activations: mode)
+            let v = layer.v(xn, rows: rows, activations: mode)
             q.withUnsafeMutableBufferPointer { qp in
                 k.withUnsafeMutableBufferPointer { kp in
                     cosT.withUnsafeBufferPointer { cp in
@@ -205,7 +225,10 @@ final class Qwen2Decoder: @unchecked Sendable {
                         q.withUnsafeBufferPointer { qp in
                             attn.withUnsafeMutableBufferPointer { ap in
                                 let kb = kc.baseAddress!, vb = vc.baseAddress!, qb = qp.baseAddress!, ab = ap.baseAddress! // invariant: non-empty buffers
-                                Kernels.parallel(b * heads) { task in
+                                // Spinning workers, not libdispatch: waking a parked thread costs more than
+                                // a decode step's attention for one head.
+                                let work = b * heads * (start + steps) * hd
+                                KernelWorkers.run(b * heads, threads: work >= 65_536 ? Kernels.cores : 1) { task in
                                     let r = task / heads, hh = task % heads, kh = hh / group
                                     let slots = validSlots[r]
                                     let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(slots.count, 1))
@@ -229,13 +252,13 @@ final class Qwen2Decoder: @unchecked Sendable {
                     }
                 }
             }
-            let o = layer.o(attn, rows: rows)
+            let o = layer.o(attn, rows: rows, activations: mode)
             for i in 0..<x.count { x[i] += o[i] }
             let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
-            var g = layer.gate(xn2, rows: rows)
-            let u = layer.up(xn2, rows: rows)
+            var g = layer.gate(xn2, rows: rows, activations: mode)
+            let u = layer.up(xn2, rows: rows, activations: mode)
             Kernels.swiGLU(&g, u)
-            let m = layer.down(g, rows: rows)
+            let m = layer.down(g, rows: rows, activations: mode)
             for i in 0..<x.count { x[i] += m[i] }
             trace?.stages["layer_\(li)"] = x
         }
@@ -247,6 +270,6 @@ final class Qwen2Decoder: @unchecked Sendable {
 
     /// Logits [rows, vocab] of final-norm hidden rows.
     func logits(_ hidden: [Float], rows: Int) -> [Float] {
-        Linear(weight: lmHead, bias: nil)(hidden, rows: rows)
+        Linear(weight: lmHead, bias: nil)(hidden, rows: rows, activations: activations)
     }
 }
