@@ -23,6 +23,13 @@ enum Kernels {
         }
     }
 
+    /// Part `c` of `count` items split into `chunks` near-equal contiguous parts (never out of
+    /// range, whatever the sizes).
+    @inline(__always)
+    static func chunk(_ c: Int, of chunks: Int, count: Int) -> Range<Int> {
+        (count * c / chunks)..<(count * (c + 1) / chunks)
+    }
+
     // MARK: - Matrix products
 
     /// out[m, W.rows] = x[m, W.cols] · Wᵀ (+ bias).
@@ -52,9 +59,8 @@ enum Kernels {
         let a = UnsafeMutablePointer<UInt16>.allocate(capacity: mpad * kpad)
         defer { a.deallocate() }
         a.initialize(repeating: 0, count: mpad * kpad)
-        let per = (m + cores - 1) / cores
         parallel(cores) { c in
-            for i in (c * per)..<min(m, (c + 1) * per) {
+            for i in chunk(c, of: cores, count: m) {
                 for j in 0..<k { a[i * kpad + j] = floatToBF16(x[i * k + j]) }
             }
         }
@@ -262,12 +268,11 @@ enum Kernels {
     static func swiGLU(_ g: inout [Float], _ u: [Float]) {
         let n = g.count
         let chunks = n >= 65536 ? cores * 4 : 1
-        let per = (n + chunks - 1) / chunks
         g.withUnsafeMutableBufferPointer { gp in
             u.withUnsafeBufferPointer { up in
                 guard let gb = gp.baseAddress, let ub = up.baseAddress else { return }
                 parallel(chunks) { c in
-                    for i in (c * per)..<min(n, (c + 1) * per) { gb[i] = silu(gb[i]) * ub[i] }
+                    for i in chunk(c, of: chunks, count: n) { gb[i] = silu(gb[i]) * ub[i] }
                 }
             }
         }
@@ -277,11 +282,10 @@ enum Kernels {
     static func map(_ x: inout [Float], _ f: (Float) -> Float) {
         let n = x.count
         let chunks = n >= 65536 ? cores * 4 : 1
-        let per = (n + chunks - 1) / chunks
         x.withUnsafeMutableBufferPointer { xp in
             guard let xb = xp.baseAddress else { return }
             parallel(chunks) { c in
-                for i in (c * per)..<min(n, (c + 1) * per) { xb[i] = f(xb[i]) }
+                for i in chunk(c, of: chunks, count: n) { xb[i] = f(xb[i]) }
             }
         }
     }
@@ -362,9 +366,8 @@ enum Kernels {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nk), Int32(headDim), scale,
                     q, Int32(ldq), k, Int32(ldk), 0, scores, Int32(nk))
         let chunks = min(nq, cores * 4)
-        let per = (nq + chunks - 1) / chunks
         parallel(chunks) { c in
-            for i in (c * per)..<min(nq, (c + 1) * per) {
+            for i in chunk(c, of: chunks, count: nq) {
                 let row = scores + i * nk
                 let limit = causalOffset.map { min(nk, $0 + i + 1) } ?? nk
                 var mx = -Float.infinity
