@@ -165,9 +165,9 @@ final class TransformerDecoder: @unchecked Sendable {
         var x = input
         for (li, layer) in layers.enumerated() {
             let xn = Kernels.rmsNorm(x, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps)
-            var q = layer.q(xn, rows: rows, activations: mode)
-            var k = layer.k(xn, rows: rows, activations: mode)
-            let v = layer.v(xn, rows: rows, activations: mode)
+            let qkv = Linear.group([layer.q, layer.k, layer.v], xn, rows: rows, activations: mode)
+            var q = qkv[0], k = qkv[1]
+            let v = qkv[2]
             q.withUnsafeMutableBufferPointer { qp in
                 k.withUnsafeMutableBufferPointer { kp in
                     cosT.withUnsafeBufferPointer { cp in
@@ -199,16 +199,16 @@ final class TransformerDecoder: @unchecked Sendable {
                         q.withUnsafeBufferPointer { qp in
                             attn.withUnsafeMutableBufferPointer { ap in
                                 guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
-                                for r in 0..<b {
-                                    cache.valid[r].withUnsafeBufferPointer { valid in
-                                        for hh in 0..<heads {
-                                            let base = r * cache.capacity * kvDim + (hh / group) * hd
-                                            Kernels.blockAttention(q: qb + r * steps * heads * hd + hh * hd, ldq: heads * hd,
-                                                                   k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
-                                                                   out: ab + r * steps * heads * hd + hh * hd, ldo: heads * hd,
-                                                                   queries: steps, keys: total, headDim: hd, scale: scale,
-                                                                   causalOffset: start, keyValid: valid.baseAddress)
-                                        }
+                                let valid = cache.valid
+                                Kernels.parallel(b * heads) { task in
+                                    let r = task / heads, hh = task % heads
+                                    valid[r].withUnsafeBufferPointer { rowValid in
+                                        let base = r * cache.capacity * kvDim + (hh / group) * hd
+                                        Kernels.blockAttention(q: qb + r * steps * heads * hd + hh * hd, ldq: heads * hd,
+                                                               k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                               out: ab + r * steps * heads * hd + hh * hd, ldo: heads * hd,
+                                                               queries: steps, keys: total, headDim: hd, scale: scale,
+                                                               causalOffset: start, keyValid: rowValid.baseAddress)
                                     }
                                 }
                                 // Padded query slots attend to nothing and stay zero.
@@ -255,8 +255,9 @@ final class TransformerDecoder: @unchecked Sendable {
             let o = layer.o(attn, rows: rows, activations: mode)
             for i in 0..<x.count { x[i] += o[i] }
             let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
-            var g = layer.gate(xn2, rows: rows, activations: mode)
-            let u = layer.up(xn2, rows: rows, activations: mode)
+            let gateUp = Linear.group([layer.gate, layer.up], xn2, rows: rows, activations: mode)
+            var g = gateUp[0]
+            let u = gateUp[1]
             Kernels.swiGLU(&g, u)
             let m = layer.down(g, rows: rows, activations: mode)
             for i in 0..<x.count { x[i] += m[i] }

@@ -258,13 +258,13 @@ final class VisionTower: @unchecked Sendable {
         qkv.withUnsafeBufferPointer { qp in
             out.withUnsafeMutableBufferPointer { op in
                 guard let q = qp.baseAddress, let o = op.baseAddress else { return }
-                for s in 0..<(cu.count - 1) {
+                let segments = cu.count - 1
+                Kernels.parallel(segments * heads) { task in
+                    let s = task / heads, h = task % heads
                     let a = cu[s], len = cu[s + 1] - cu[s]
-                    for h in 0..<heads {
-                        Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
-                                               v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
-                                               queries: len, keys: len, headDim: hd, scale: scale)
-                    }
+                    Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
+                                           v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
+                                           queries: len, keys: len, headDim: hd, scale: scale)
                 }
             }
         }

@@ -339,6 +339,40 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         }
     }
 
+    /// One matrix's part of a fused job: where its rows are and where its outputs go.
+    struct RowJob {
+        let base: UnsafeRawPointer
+        let rows: Int
+        let out: UnsafeMutablePointer<Float>
+    }
+
+    /// Several matrices of one type and width against the same prepared activations, as one
+    /// parallel job over all their rows (Q, K and V; gate and up): one hand-off to the workers
+    /// instead of one per matrix. `out` of job j receives `count × rows_j` values, row-major.
+    static func rowProducts(_ jobs: [RowJob], type: GGMLType, columns: Int, rowBytes: Int,
+                            _ a: UnsafePointer<PreparedActivation.View>, count m: Int, threads: Int) {
+        let total = jobs.reduce(0) { $0 + $1.rows }
+        guard total > 0 else { return }
+        let workers = min(max(threads, 1), max(1, total * rowBytes * m / 32_768))
+        let chunks = workers == 1 ? 1 : min(total, workers * 8)
+        jobs.withUnsafeBufferPointer { list in
+            KernelWorkers.run(chunks, threads: workers) { c in
+                var g = total * c / chunks
+                let end = total * (c + 1) / chunks
+                // Find the job holding global row g.
+                var j = 0, offset = 0
+                while offset + list[j].rows <= g { offset += list[j].rows; j += 1 }
+                while g < end {
+                    let job = list[j], r = g - offset
+                    let w = job.base + r * rowBytes
+                    for i in 0..<m { job.out[i * job.rows + r] = kernel(type, columns, w, a[i]) }
+                    g += 1
+                    if g - offset == job.rows, g < end { offset += job.rows; j += 1 }
+                }
+            }
+        }
+    }
+
     // MARK: Kernel dispatch
 
     @inline(__always)

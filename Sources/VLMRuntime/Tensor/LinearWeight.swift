@@ -70,6 +70,34 @@ enum LinearWeight: @unchecked Sendable {  // @unchecked: both payloads are immut
     }
 }
 
+extension LinearWeight {
+    /// outs[j][m, rows_j] = x[m, cols] · W_jᵀ for weights that read the same input. Few-row inputs
+    /// with quantised weights of one type share one activation preparation and one parallel job;
+    /// anything else runs weight by weight.
+    static func apply(_ weights: [LinearWeight], _ x: UnsafePointer<Float>, rows m: Int, outs: [UnsafeMutablePointer<Float>],
+                      activations: ActivationMode) {
+        guard m > 0, m < Kernels.gemmThreshold, let first = weights.first, case .quantized(let q0) = first,
+              weights.allSatisfy({ if case .quantized(let q) = $0 { return q.type == q0.type && q.columns == q0.columns } else { return false } })
+        else {
+            for (w, out) in zip(weights, outs) { w.apply(x, rows: m, out: out, activations: activations) }
+            return
+        }
+        var jobs: [QuantizedMatrix.RowJob] = []
+        for (w, out) in zip(weights, outs) {
+            guard case .quantized(let q) = w, q.rows > 0, let base = q.bytes.baseAddress else { continue }
+            jobs.append(.init(base: base, rows: q.rows, out: out))
+        }
+        let prepared = (0..<m).map { q0.prepare(x + $0 * q0.columns, mode: activations) }
+        PreparedActivation.withViews(prepared) { list in
+            list.withUnsafeBufferPointer { views in
+                guard let v = views.baseAddress else { return }
+                QuantizedMatrix.rowProducts(jobs, type: q0.type, columns: q0.columns, rowBytes: q0.rowBytes, v, count: m,
+                                            threads: QuantizedMatrix.defaultThreadCount)
+            }
+        }
+    }
+}
+
 /// A `Linear` layer: weight [out, in] plus an optional bias.
 struct Linear: @unchecked Sendable {
     let weight: LinearWeight
@@ -96,6 +124,32 @@ struct Linear: @unchecked Sendable {
             }
         }
         return y
+    }
+
+    /// Several layers reading the same input (Q, K, V; gate, up), fused where the weights allow.
+    static func group(_ layers: [Linear], _ x: [Float], rows m: Int, activations: ActivationMode) -> [[Float]] {
+        let sizes = layers.map { m * $0.outFeatures }
+        var all = [Float](repeating: 0, count: sizes.reduce(0, +))
+        x.withUnsafeBufferPointer { xp in
+            all.withUnsafeMutableBufferPointer { ap in
+                guard let xb = xp.baseAddress, let base = ap.baseAddress else { return }
+                var offset = 0
+                var outs: [UnsafeMutablePointer<Float>] = []
+                for size in sizes { outs.append(base + offset); offset += size }
+                LinearWeight.apply(layers.map(\.weight), xb, rows: m, outs: outs, activations: activations)
+            }
+        }
+        var result: [[Float]] = []
+        var offset = 0
+        for (layer, size) in zip(layers, sizes) {
+            var out = Array(all[offset..<(offset + size)])
+            if let bias = layer.bias {
+                for r in 0..<m { for j in 0..<layer.outFeatures { out[r * layer.outFeatures + j] += bias[j] } }
+            }
+            result.append(out)
+            offset += size
+        }
+        return result
     }
 
     /// `callAsFunction` into caller-owned memory.
