@@ -14,15 +14,7 @@ public enum CheckpointFingerprint {
         }
         var h = FNV128()
         let file = try MappedFile(path: path)
-        h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
-        let head = min(file.size, 4 << 20)
-        h.add(UnsafeRawBufferPointer(start: file.base, count: head))
-        let span = max(1, file.size - head)
-        for k in 0..<64 {
-            let offset = head + span / 64 * k
-            let count = min(4096, file.size - offset)
-            if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
-        }
+        addWeights(file, head: min(file.size, 4 << 20), to: &h)
         return h.hex
     }
 
@@ -38,18 +30,24 @@ public enum CheckpointFingerprint {
             } else if name.hasSuffix(".safetensors") {
                 h.add(Array(name.utf8))
                 let file = try MappedFile(path: path)
-                h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
-                let headerEnd = min(file.size, 8 + Int(min(file.base.loadUnaligned(as: UInt64.self), UInt64(file.size))))
-                h.add(UnsafeRawBufferPointer(start: file.base, count: headerEnd))
-                let span = max(1, file.size - headerEnd)
-                for k in 0..<64 {
-                    let offset = headerEnd + span / 64 * k
-                    let count = min(4096, file.size - offset)
-                    if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
-                }
+                // The JSON header, whose length is the first 8 bytes.
+                let headerLength = file.size >= 8 ? file.base.loadUnaligned(as: UInt64.self) : 0
+                addWeights(file, head: min(file.size, 8 + Int(min(headerLength, UInt64(file.size)))), to: &h)
             }
         }
         return h.hex
+    }
+
+    /// A weight file's size, its first `head` bytes whole and 64 samples of 4 KiB after them.
+    private static func addWeights(_ file: MappedFile, head: Int, to h: inout FNV128) {
+        h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
+        h.add(UnsafeRawBufferPointer(start: file.base, count: head))
+        let span = max(1, file.size - head)
+        for k in 0..<64 {
+            let offset = head + span / 64 * k
+            let count = min(4096, file.size - offset)
+            if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
+        }
     }
 }
 

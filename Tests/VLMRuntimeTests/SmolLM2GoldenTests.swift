@@ -7,18 +7,8 @@ import XCTest
 /// fp32-path tolerances, greedy tokens exactly. Prompt names come from prompts.json and the index,
 /// so a held-back set with other prompts runs the same checks.
 final class SmolLM2GoldenTests: XCTestCase {
-    nonisolated(unsafe) private static var cached: VLMModel?
-    private static let lock = NSLock()
-
     /// The model on the fp32 activation path (the goldens' path), loaded once per test process.
-    static func model() throws -> VLMModel {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = cached { return m }
-        let m = try VLMModel.load(path: GGUFFixtures.modelPath())
-        cached = m
-        return m
-    }
+    static func model() throws -> VLMModel { try GGUFFixtures.runtime() }
 
     struct Prompt {
         let name: String

@@ -67,18 +67,8 @@ enum JinjaFilters {
             return .string(v.rendered.replacingOccurrences(of: a.rendered, with: b.rendered))
         case "safe": return v
         case "e", "escape":
-            var s = ""
-            for ch in v.rendered {
-                switch ch {
-                case "&": s += "&amp;"
-                case "<": s += "&lt;"
-                case ">": s += "&gt;"
-                case "\"": s += "&#34;"
-                case "'": s += "&#39;"
-                default: s.append(ch)
-                }
-            }
-            return .string(s)
+            let html: [Unicode.Scalar: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&#34;", "'": "&#39;"]
+            return .string(JinjaValue.escaped(v.rendered) { html[$0] })
         case "abs":
             switch v {
             case .int(let i): return .int(abs(i))

@@ -469,35 +469,20 @@ struct ExpressionParser {
         }
     }
 
-    mutating func parseAdd() throws -> JinjaExpr {
-        var e = try parseConcat()
-        while let t = peek, case .op(let o) = t, o == "+" || o == "-" {
+    /// One left-associative level of binary operators over the next tighter level.
+    mutating func parseLevel(_ ops: Set<String>, _ next: (inout ExpressionParser) throws -> JinjaExpr) throws -> JinjaExpr {
+        var e = try next(&self)
+        while let t = peek, case .op(let o) = t, ops.contains(o) {
             index += 1
-            e = .binary(o, e, try parseConcat())
+            e = .binary(o, e, try next(&self))
         }
         return e
     }
 
-    mutating func parseConcat() throws -> JinjaExpr {
-        var e = try parseMultiply()
-        while accept(.op("~")) { e = .binary("~", e, try parseMultiply()) }
-        return e
-    }
-
-    mutating func parseMultiply() throws -> JinjaExpr {
-        var e = try parsePower()
-        while let t = peek, case .op(let o) = t, ["*", "/", "//", "%"].contains(o) {
-            index += 1
-            e = .binary(o, e, try parsePower())
-        }
-        return e
-    }
-
-    mutating func parsePower() throws -> JinjaExpr {
-        var e = try parseUnary()
-        while accept(.op("**")) { e = .binary("**", e, try parseUnary()) }
-        return e
-    }
+    mutating func parseAdd() throws -> JinjaExpr { try parseLevel(["+", "-"]) { try $0.parseConcat() } }
+    mutating func parseConcat() throws -> JinjaExpr { try parseLevel(["~"]) { try $0.parseMultiply() } }
+    mutating func parseMultiply() throws -> JinjaExpr { try parseLevel(["*", "/", "//", "%"]) { try $0.parsePower() } }
+    mutating func parsePower() throws -> JinjaExpr { try parseLevel(["**"]) { try $0.parseUnary() } }
 
     mutating func parseUnary() throws -> JinjaExpr {
         if accept(.op("-")) { return try parseFilters(.negate(try parseUnaryOperand())) }

@@ -135,21 +135,23 @@ indirect enum JinjaValue {
         }
     }
 
-    static func pythonQuoted(_ s: String) -> String {
-        let quote: Character = s.contains("'") && !s.contains("\"") ? "\"" : "'"
-        var out = String(quote)
+    /// `s` with every scalar that `replacement` maps replaced by its escape.
+    static func escaped(_ s: String, _ replacement: (Unicode.Scalar) -> String?) -> String {
+        var out = ""
         for ch in s.unicodeScalars {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if Character(ch) == quote { out += "\\" + String(quote) } else { out.unicodeScalars.append(ch) }
-            }
+            if let r = replacement(ch) { out += r } else { out.unicodeScalars.append(ch) }
         }
-        out.append(quote)
         return out
+    }
+
+    /// The backslash escapes Python's repr and JSON share.
+    static let controlEscapes: [Unicode.Scalar: String] = ["\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"]
+
+    /// Python's `repr()` of a string: single quotes unless the text has one and no double quote.
+    static func pythonQuoted(_ s: String) -> String {
+        let quote: Unicode.Scalar = s.contains("'") && !s.contains("\"") ? "\"" : "'"
+        let q = String(Character(quote))
+        return q + escaped(s) { controlEscapes[$0] ?? ($0 == quote ? "\\" + q : nil) } + q
     }
 
     /// JSON text (`tojson`): keys in insertion order, non-ASCII kept, as transformers' filter does.
@@ -177,19 +179,9 @@ indirect enum JinjaValue {
     }
 
     static func jsonQuoted(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if ch.value < 0x20 { out += String(format: "\\u%04x", ch.value) } else { out.unicodeScalars.append(ch) }
-            }
-        }
-        return out + "\""
+        "\"" + escaped(s) { c in
+            c == "\"" ? "\\\"" : controlEscapes[c] ?? (c.value < 0x20 ? String(format: "\\u%04x", c.value) : nil)
+        } + "\""
     }
 
     /// Python `==` (numbers compare across int/float/bool; containers element-wise).
