@@ -156,9 +156,6 @@ final class TransformerDecoder: @unchecked Sendable {
                 sinT[i * half + j] = sinf(a)
             }
         }
-        // Per row, the cache slots that are real tokens (sorted).
-        var validSlots: [[Int]] = []
-        for r in 0..<b { validSlots.append((0..<(start + steps)).filter { cache.valid[r][$0] }) }
         let scale = 1 / Float(hd).squareRoot()
         let mode = activations
 
@@ -181,86 +178,78 @@ final class TransformerDecoder: @unchecked Sendable {
                     }
                 }
             }
-            for r in 0..<b {
-                for s in 0..<steps {
-                    let dst = (r * cache.capacity + start + s) * kvDim, src = (r * steps + s) * kvDim
-                    for j in 0..<kvDim {
-                        cache.keys[li][dst + j] = k[src + j]
-                        cache.values[li][dst + j] = v[src + j]
+            cache.keys[li].withUnsafeMutableBufferPointer { kc in
+                cache.values[li].withUnsafeMutableBufferPointer { vc in
+                    for r in 0..<b {
+                        // A row's new steps are contiguous in both the projections and the cache.
+                        let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
+                        for j in 0..<(steps * kvDim) {
+                            kc[dst + j] = k[src + j]
+                            vc[dst + j] = v[src + j]
+                        }
                     }
                 }
             }
             var attn = [Float](repeating: 0, count: rows * heads * hd)
-            if steps > 1 {
-                // Prefill: one sgemm pair per (row, head) over the row's cached keys.
-                let total = start + steps
-                cache.keys[li].withUnsafeBufferPointer { kc in
-                    cache.values[li].withUnsafeBufferPointer { vc in
-                        q.withUnsafeBufferPointer { qp in
-                            attn.withUnsafeMutableBufferPointer { ap in
-                                guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
-                                let valid = cache.valid
-                                Kernels.parallel(b * heads) { task in
-                                    let r = task / heads, hh = task % heads
+            let total = start + steps
+            let valid = cache.valid
+            cache.keys[li].withUnsafeBufferPointer { kc in
+                cache.values[li].withUnsafeBufferPointer { vc in
+                    q.withUnsafeBufferPointer { qp in
+                        attn.withUnsafeMutableBufferPointer { ap in
+                            guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
+                            if steps == 1 {
+                                // Decode: the query heads that share a KV head attend together, one sgemm
+                                // pair per (row, KV head), so each cached key and value is read once.
+                                Kernels.parallel(b * kvHeads) { task in
+                                    let r = task / kvHeads, kh = task % kvHeads
+                                    valid[r].withUnsafeBufferPointer { rowValid in
+                                        let base = r * cache.capacity * kvDim + kh * hd
+                                        Kernels.blockAttention(q: qb + r * heads * hd + kh * group * hd, ldq: hd,
+                                                               k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                               out: ab + r * heads * hd + kh * group * hd, ldo: hd,
+                                                               queries: group, keys: total, headDim: hd, scale: scale,
+                                                               keyValid: rowValid.baseAddress)
+                                    }
+                                }
+                            } else {
+                                // Prefill: one sgemm pair per (row, head, block of queries) over the keys
+                                // those queries may see; several query blocks per head keep both cores
+                                // busy when heads do not divide evenly between them.
+                                let blocks = steps >= 64 ? 4 : 1
+                                Kernels.parallel(b * heads * blocks) { task in
+                                    let r = task / (heads * blocks), hh = (task / blocks) % heads
+                                    let queries = Kernels.chunk(task % blocks, of: blocks, count: steps)
+                                    guard !queries.isEmpty else { return }
                                     valid[r].withUnsafeBufferPointer { rowValid in
                                         let base = r * cache.capacity * kvDim + (hh / group) * hd
-                                        Kernels.blockAttention(q: qb + r * steps * heads * hd + hh * hd, ldq: heads * hd,
+                                        let first = (r * steps + queries.lowerBound) * heads * hd + hh * hd
+                                        Kernels.blockAttention(q: qb + first, ldq: heads * hd,
                                                                k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
-                                                               out: ab + r * steps * heads * hd + hh * hd, ldo: heads * hd,
-                                                               queries: steps, keys: total, headDim: hd, scale: scale,
-                                                               causalOffset: start, keyValid: rowValid.baseAddress)
-                                    }
-                                }
-                                // Padded query slots attend to nothing and stay zero.
-                                for r in 0..<b { for s in 0..<steps where !cache.valid[r][start + s] {
-                                    for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
-                                } }
-                            }
-                        }
-                    }
-                }
-            } else {
-                cache.keys[li].withUnsafeBufferPointer { kc in
-                    cache.values[li].withUnsafeBufferPointer { vc in
-                        q.withUnsafeBufferPointer { qp in
-                            attn.withUnsafeMutableBufferPointer { ap in
-                                let kb = kc.baseAddress!, vb = vc.baseAddress!, qb = qp.baseAddress!, ab = ap.baseAddress! // invariant: non-empty buffers
-                                // Spinning workers, not libdispatch: waking a parked thread costs more than
-                                // a decode step's attention for one head.
-                                let work = b * heads * (start + steps) * hd
-                                KernelWorkers.run(b * heads, threads: work >= 65_536 ? Kernels.cores : 1) { task in
-                                    let r = task / heads, hh = task % heads, kh = hh / group
-                                    let slots = validSlots[r]
-                                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(slots.count, 1))
-                                    defer { scores.deallocate() }
-                                    var upto = 0
-                                    for s in 0..<steps {
-                                        let p = start + s
-                                        while upto < slots.count && slots[upto] <= p { upto += 1 }
-                                        let out = ab + (r * steps + s) * heads * hd + hh * hd
-                                        guard upto > 0, cache.valid[r][p] else {
-                                            for d in 0..<hd { out[d] = 0 }
-                                            continue
-                                        }
-                                        let base = r * cache.capacity * kvDim + kh * hd
-                                        Kernels.attend(q: qb + (r * steps + s) * heads * hd + hh * hd, k: kb + base, v: vb + base, stride: kvDim,
-                                                       keys: slots, count: upto, headDim: hd, scale: scale, scores: scores, out: out)
+                                                               out: ab + first, ldo: heads * hd,
+                                                               queries: queries.count, keys: start + queries.upperBound, headDim: hd,
+                                                               scale: scale, causalOffset: start + queries.lowerBound,
+                                                               keyValid: rowValid.baseAddress)
                                     }
                                 }
                             }
+                            // Padded query slots attend to nothing and stay zero.
+                            for r in 0..<b { for s in 0..<steps where !valid[r][start + s] {
+                                for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
+                            } }
                         }
                     }
                 }
             }
             let o = layer.o(attn, rows: rows, activations: mode)
-            for i in 0..<x.count { x[i] += o[i] }
+            Kernels.add(&x, o)
             let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
             let gateUp = Linear.group([layer.gate, layer.up], xn2, rows: rows, activations: mode)
             var g = gateUp[0]
             let u = gateUp[1]
             Kernels.swiGLU(&g, u)
             let m = layer.down(g, rows: rows, activations: mode)
-            for i in 0..<x.count { x[i] += m[i] }
+            Kernels.add(&x, m)
             trace?.stages["layer_\(li)"] = x
         }
         cache.length += steps

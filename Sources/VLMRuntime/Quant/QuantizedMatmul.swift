@@ -34,8 +34,11 @@ extension QuantizedMatrix {
         let floats = type == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
             ? base.assumingMemoryBound(to: Float.self) : nil
 
-        // Block formats take permuted activations; half formats are dequantised in natural order.
-        let permuted = type.blockSize >= 32
+        // Native kernels dequantise in natural order; the Swift block kernels produce the permuted
+        // order cheaply, and then the activations' columns are permuted to match. Half formats are
+        // dequantised in natural order.
+        let native = NativeKernels.supports(type)
+        let permuted = !native && type.blockSize >= 32
         var xPermuted: [Float] = []
         if permuted {
             xPermuted = [Float](unsafeUninitializedCapacity: xCount) { buf, n in
@@ -50,6 +53,10 @@ extension QuantizedMatrix {
         xPermuted.withUnsafeBufferPointer { xpb in
             let a = permuted ? xpb.baseAddress.unsafelyUnwrapped : xp  // invariant: non-empty when permuted
             Kernels.tiledProduct(a, m: count, k: width, n: rows, y: yp, ldy: rows, floats: floats) { r0, r1, dst in
+                if native {
+                    NativeKernels.dequantize(type, base + r0 * rowBytes, rowBytes: rowBytes, rows: r1 - r0, columns: width, into: dst)
+                    return
+                }
                 for r in r0..<r1 {
                     let src = base + r * rowBytes, out = dst + (r - r0) * width
                     if permuted {

@@ -194,7 +194,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkLength(vector.count, columns)
         return vector.withUnsafeBufferPointer { x in
             guard let xp = x.baseAddress else { return 0 }
-            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in Self.kernel(type, columns, row(r), a) }
+            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in product(row: r, a) }
         }
     }
 
@@ -202,7 +202,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
     public func dot(row r: Int, vector: QuantizedActivation) throws -> Float {
         try checkRow(r)
         try checkActivation(vector)
-        return vector.prepared.withView { a in Self.kernel(type, columns, row(r), a) }
+        return vector.prepared.withView { a in product(row: r, a) }
     }
 
     // MARK: Matrix-vector products
@@ -329,14 +329,29 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         let workers = min(max(threads, 1), max(1, n * rowBytes * m / 32_768))
         let chunks = workers == 1 ? 1 : min(n, workers * 8)
         KernelWorkers.run(chunks, threads: workers) { c in
-            let r1 = n * (c + 1) / chunks
-            var r = n * c / chunks
-            while r < r1 {
-                let w = base + r * rowBytes
-                for i in 0..<m { y[i * n + r] = Self.kernel(type, columns, w, a[i]) }
-                r += 1
-            }
+            let r0 = n * c / chunks, r1 = n * (c + 1) / chunks
+            for i in 0..<m { Self.products(type, columns, rowBytes, base, r0..<r1, a[i], y + i * n + r0) }
         }
+    }
+
+    /// One row against one prepared activation, through the same kernels as the matrix products.
+    private func product(row r: Int, _ a: PreparedActivation.View) -> Float {
+        var y: Float = 0
+        Self.products(type, columns, rowBytes, bytes.baseAddress.unsafelyUnwrapped, r..<(r + 1), a, &y)  // invariant: callers checked r < rows, so storage exists
+        return y
+    }
+
+    /// out[i] = row (rows.lowerBound + i) · a: the native row kernels when the activation is in
+    /// their layout, else the Swift kernel row by row.
+    @inline(__always)
+    static func products(_ type: GGMLType, _ columns: Int, _ rowBytes: Int, _ base: UnsafeRawPointer, _ rows: Range<Int>,
+                         _ a: PreparedActivation.View, _ out: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        if a.native {
+            NativeKernels.rows(type, base + rows.lowerBound * rowBytes, rowBytes: rowBytes, rows: rows.count, columns: columns, a, into: out)
+            return
+        }
+        for r in rows { out[r - rows.lowerBound] = kernel(type, columns, base + r * rowBytes, a) }
     }
 
     /// One matrix's part of a fused job: where its rows are and where its outputs go.
@@ -359,15 +374,16 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
             KernelWorkers.run(chunks, threads: workers) { c in
                 var g = total * c / chunks
                 let end = total * (c + 1) / chunks
-                // Find the job holding global row g.
+                // Walk the jobs that global rows g..<end fall in.
                 var j = 0, offset = 0
-                while offset + list[j].rows <= g { offset += list[j].rows; j += 1 }
                 while g < end {
-                    let job = list[j], r = g - offset
-                    let w = job.base + r * rowBytes
-                    for i in 0..<m { job.out[i * job.rows + r] = kernel(type, columns, w, a[i]) }
-                    g += 1
-                    if g - offset == job.rows, g < end { offset += job.rows; j += 1 }
+                    while offset + list[j].rows <= g { offset += list[j].rows; j += 1 }
+                    let job = list[j]
+                    let stop = min(end, offset + job.rows)
+                    for i in 0..<m {
+                        products(type, columns, rowBytes, job.base, (g - offset)..<(stop - offset), a[i], job.out + i * job.rows + (g - offset))
+                    }
+                    g = stop
                 }
             }
         }

@@ -260,6 +260,16 @@ enum Kernels {
         for i in 0..<n { y[i] += x[i] }
     }
 
+    /// y += x element-wise (the residual adds); x has y's length.
+    static func add(_ y: inout [Float], _ x: [Float]) {
+        y.withUnsafeMutableBufferPointer { yp in
+            x.withUnsafeBufferPointer { xp in
+                guard let yb = yp.baseAddress, let xb = xp.baseAddress else { return }
+                add(yb, xb, min(yp.count, xp.count))
+            }
+        }
+    }
+
     /// y = x / sqrt(mean(x²) + eps) · w, per row (Qwen2RMSNorm in fp32).
     static func rmsNorm(_ x: [Float], rows: Int, weight: [Float], eps: Float) -> [Float] {
         let d = weight.count
@@ -327,63 +337,6 @@ enum Kernels {
     @inline(__always) static func gelu(_ v: Float) -> Float { 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
 
     // MARK: - Attention
-
-    /// Softmax attention of one query against keys `keyRows` (each of `headDim` values at
-    /// `k + j·kStride`), writing Σ softmax(q·k·scale)·v to `out`. `scores` needs keyRows.count floats.
-    @inline(__always)
-    static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
-                       keys: [Int], count: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        var mx = -Float.infinity
-        for i in 0..<count {
-            let j = keys[i]
-            let s = dotF32(q, k + j * stride, headDim) * scale
-            scores[i] = s
-            if s > mx { mx = s }
-        }
-        var sum: Float = 0
-        for i in 0..<count { let e = expf(scores[i] - mx); scores[i] = e; sum += e }
-        for d in 0..<headDim { out[d] = 0 }
-        let inv = 1 / sum
-        for i in 0..<count {
-            axpy(scores[i] * inv, v + keys[i] * stride, out, headDim)
-        }
-    }
-
-    /// y += a·x over n values, eight lanes at a time (the compiler cannot vectorise the plain loop:
-    /// x and y might alias).
-    @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
-        let av = SIMD8<Float>(repeating: a)
-        var d = 0
-        while d + 8 <= n {
-            let cur = yr.loadUnaligned(fromByteOffset: d * 4, as: SIMD8<Float>.self)
-            yr.storeBytes(of: cur + av * xr.loadUnaligned(fromByteOffset: d * 4, as: SIMD8<Float>.self), toByteOffset: d * 4, as: SIMD8<Float>.self)
-            d += 8
-        }
-        while d < n { y[d] += a * x[d]; d += 1 }
-    }
-
-    /// Same, over a contiguous key range [k0, k1).
-    @inline(__always)
-    static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
-                       from k0: Int, to k1: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        var mx = -Float.infinity
-        for j in k0..<k1 {
-            let s = dotF32(q, k + j * stride, headDim) * scale
-            scores[j - k0] = s
-            if s > mx { mx = s }
-        }
-        var sum: Float = 0
-        for i in 0..<(k1 - k0) { let e = expf(scores[i] - mx); scores[i] = e; sum += e }
-        for d in 0..<headDim { out[d] = 0 }
-        let inv = 1 / sum
-        for j in k0..<k1 {
-            let p = scores[j - k0] * inv
-            let vr = v + j * stride
-            for d in 0..<headDim { out[d] += p * vr[d] }
-        }
-    }
 
     /// Attention of a block of queries against a block of keys through sgemm: scores = q·kᵀ·scale,
     /// disallowed keys −∞, row softmax, out = p·v. Query i may see key j when `keyValid[j]`
