@@ -199,17 +199,20 @@ final class TransformerDecoder: @unchecked Sendable {
                         attn.withUnsafeMutableBufferPointer { ap in
                             guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
                             if steps == 1 {
-                                // Decode: the query heads that share a KV head attend together, one sgemm
-                                // pair per (row, KV head), so each cached key and value is read once.
-                                Kernels.parallel(b * kvHeads) { task in
-                                    let r = task / kvHeads, kh = task % kvHeads
+                                // Decode: query heads that share a KV head attend together, one sgemm pair
+                                // per (row, KV head, part of its group), so cached keys and values are read
+                                // once per part. Groups are halved when there are too few of them to keep
+                                // every core busy (SmolLM2: 3 KV heads on 2 cores).
+                                let parts = group > 1 && b * kvHeads < 2 * Kernels.cores ? 2 : 1
+                                Kernels.parallel(b * kvHeads * parts) { task in
+                                    let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                                    let members = Kernels.chunk(task % parts, of: parts, count: group)
                                     valid[r].withUnsafeBufferPointer { rowValid in
                                         let base = r * cache.capacity * kvDim + kh * hd
-                                        Kernels.blockAttention(q: qb + r * heads * hd + kh * group * hd, ldq: hd,
-                                                               k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
-                                                               out: ab + r * heads * hd + kh * group * hd, ldo: hd,
-                                                               queries: group, keys: total, headDim: hd, scale: scale,
-                                                               keyValid: rowValid.baseAddress)
+                                        let first = r * heads * hd + (kh * group + members.lowerBound) * hd
+                                        Kernels.blockAttention(q: qb + first, ldq: hd, k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                               out: ab + first, ldo: hd, queries: members.count, keys: total,
+                                                               headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
                                     }
                                 }
                             } else {
