@@ -63,7 +63,7 @@ demo: deps python
 	@start=$$(date +%s); \
 	$(SWIFT) build $(RELEASE_FLAGS) --product assay && \
 	$(ASSAY) models pull $(DEMO_MODEL) && \
-	$(ASSAY) sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites sanity --max-tokens 16 --batch-size 8 && \
+	$(ASSAY) sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites sanity --max-tokens 32 && \
 	$(ASSAY) report --db $(DEMO_DB) --runs $(DEMO_RUN) --out Reports/$(DEMO_RUN).md && \
 	echo "" && echo "demo report: $(CURDIR)/Reports/$(DEMO_RUN).md ($$(( $$(date +%s) - start )) s)"
 
