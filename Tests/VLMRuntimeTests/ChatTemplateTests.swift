@@ -108,6 +108,13 @@ final class ChatTemplateTests: XCTestCase {
         }
         XCTAssertThrowsError(try render("{{ x | nosuchfilter }}"))
         XCTAssertThrowsError(try render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "unbounded recursion is refused")
+        // Hostile nesting is a syntax error, not a stack overflow.
+        XCTAssertThrowsError(try JinjaTemplate(source: "{{ " + String(repeating: "(", count: 100_000) + "1 }}"))
+        XCTAssertThrowsError(try JinjaTemplate(source: "{{ " + String(repeating: "not ", count: 100_000) + "1 }}"))
+        XCTAssertThrowsError(try JinjaTemplate(source: String(repeating: "{% if x %}", count: 100_000)))
+        XCTAssertThrowsError(try JinjaTemplate(source: "{{ 1" + String(repeating: " + 1", count: 100_000) + " }}"))
+        XCTAssertThrowsError(try JinjaTemplate(source: "{{ x" + String(repeating: " | trim", count: 100_000) + " }}"))
+        XCTAssertEqual(try render("{{ 1" + String(repeating: " + 1", count: 100) + " }}"), "101")
     }
 
     func testBosAndEosTokensReachTheTemplate() throws {

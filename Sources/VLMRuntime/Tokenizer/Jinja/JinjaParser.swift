@@ -242,12 +242,22 @@ struct JinjaParser {
     struct SegmentCursor {
         let segments: [Segment]
         var index = 0
+        /// Blocks open around the current position (a bound keeps a hostile template off the stack's end).
+        var depth = 0
     }
+
+    /// Deepest nesting of blocks, or of brackets in one expression, the parser accepts.
+    static let maximumNesting = 256
 
     /// Parses nodes until a statement whose first word is in `until`; returns the nodes and that
     /// statement (keyword, remaining tokens, line), or nil at the end of the template.
     private func parseBody(_ cursor: inout SegmentCursor, until: Set<String>) throws
         -> ([JinjaNode], (keyword: String, tokens: [Token], line: Int)?) {
+        cursor.depth += 1
+        defer { cursor.depth -= 1 }
+        if cursor.depth > Self.maximumNesting {
+            throw ChatTemplateError.syntax(line: 0, message: "blocks nested more than \(Self.maximumNesting) deep")
+        }
         var nodes: [JinjaNode] = []
         while cursor.index < cursor.segments.count {
             let segment = cursor.segments[cursor.index]
@@ -389,6 +399,8 @@ struct ExpressionParser {
     let tokens: [Token]
     let line: Int
     var index = 0
+    /// Expressions open around the current token (see `JinjaParser.maximumNesting`).
+    var depth = 0
 
     init(tokens: [Token], line: Int) {
         self.tokens = tokens
@@ -428,14 +440,29 @@ struct ExpressionParser {
         guard accept(t) else { throw error("expected \(describe(t))\(peek.map { ", found " + describe($0) } ?? " at the end")") }
     }
 
-    mutating func parseExpression() throws -> JinjaExpr { try parseOr(allowConditional: true) }
+    mutating func parseExpression() throws -> JinjaExpr {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
+        return try parseOr(allowConditional: true)
+    }
+
+    /// One more level of nesting for the expression being parsed: brackets recurse, and operator
+    /// chains (`a + b + …`, `x | f | g …`, `a.b.c…`) nest the tree without recursing here but
+    /// would make its evaluation and its release recurse. The caller gives the levels back.
+    mutating func nest() throws {
+        depth += 1
+        guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
+    }
 
     mutating func parseOr(allowConditional: Bool) throws -> JinjaExpr {
         var e = try parseAnd()
-        while accept(.name("or")) { e = .or(e, try parseAnd()) }
+        let outer = depth
+        defer { depth = outer }
+        while accept(.name("or")) { try nest(); e = .or(e, try parseAnd()) }
         if allowConditional, accept(.name("if")) {
             let condition = try parseOr(allowConditional: false)
-            let otherwise = accept(.name("else")) ? try parseOr(allowConditional: true) : nil
+            let otherwise = accept(.name("else")) ? try parseExpression() : nil
             return .conditional(condition, then: e, otherwise: otherwise)
         }
         return e
@@ -443,18 +470,28 @@ struct ExpressionParser {
 
     mutating func parseAnd() throws -> JinjaExpr {
         var e = try parseNot()
-        while accept(.name("and")) { e = .and(e, try parseNot()) }
+        let outer = depth
+        defer { depth = outer }
+        while accept(.name("and")) { try nest(); e = .and(e, try parseNot()) }
         return e
     }
 
     mutating func parseNot() throws -> JinjaExpr {
-        if accept(.name("not")) { return .not(try parseNot()) }
+        if accept(.name("not")) {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
+            return .not(try parseNot())
+        }
         return try parseCompare()
     }
 
     mutating func parseCompare() throws -> JinjaExpr {
         var e = try parseAdd()
+        let outer = depth
+        defer { depth = outer }
         while true {
+            try nest()
             if let t = peek, case .op(let o) = t, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
                 index += 1
                 e = .binary(o, e, try parseAdd())
@@ -472,8 +509,11 @@ struct ExpressionParser {
     /// One left-associative level of binary operators over the next tighter level.
     mutating func parseLevel(_ ops: Set<String>, _ next: (inout ExpressionParser) throws -> JinjaExpr) throws -> JinjaExpr {
         var e = try next(&self)
+        let outer = depth
+        defer { depth = outer }
         while let t = peek, case .op(let o) = t, ops.contains(o) {
             index += 1
+            try nest()
             e = .binary(o, e, try next(&self))
         }
         return e
@@ -491,13 +531,21 @@ struct ExpressionParser {
     }
 
     private mutating func parseUnaryOperand() throws -> JinjaExpr {
-        if accept(.op("-")) { return .negate(try parseUnaryOperand()) }
+        if accept(.op("-")) {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
+            return .negate(try parseUnaryOperand())
+        }
         return try parsePostfix(try parsePrimary())
     }
 
     mutating func parseFilters(_ base: JinjaExpr) throws -> JinjaExpr {
         var e = base
+        let outer = depth
+        defer { depth = outer }
         while true {
+            try nest()
             if accept(.op("|")) {
                 guard case .name(var name)? = next() else { throw error("expected a filter name after '|'") }
                 while accept(.op(".")) {
@@ -534,7 +582,10 @@ struct ExpressionParser {
 
     mutating func parsePostfix(_ base: JinjaExpr) throws -> JinjaExpr {
         var e = base
+        let outer = depth
+        defer { depth = outer }
         while true {
+            try nest()
             if accept(.op(".")) {
                 guard let t = next() else { throw error("expected an attribute name after '.'") }
                 switch t {

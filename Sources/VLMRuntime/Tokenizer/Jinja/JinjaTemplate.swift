@@ -34,7 +34,8 @@ final class JinjaRenderer {
 
     private var scopes: [[String: JinjaValue]]
     private var depth = 0
-    static let maximumDepth = 200
+    /// Deepest macro recursion: renders run on worker threads with small stacks.
+    static let maximumDepth = 64
 
     init(globals: [String: JinjaValue]) {
         scopes = [Self.builtins, globals]
