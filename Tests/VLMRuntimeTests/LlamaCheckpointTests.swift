@@ -12,13 +12,13 @@ final class LlamaCheckpointTests: XCTestCase {
         let dequantised: URL  // the GGUF's values back as an f32 folder
     }
 
-    func makePair(types: [String: GGMLType] = [:]) throws -> Pair {
+    func makePair(types: [String: GGMLType] = [:], architecture: String = "llama") throws -> Pair {
         let dir = try makeTemporaryDirectory()
-        let folder = try TinyLlama.randomFolder(in: dir)
+        let folder = try TinyLlama.randomFolder(in: dir, modelType: architecture)
         let gguf = dir.appendingPathComponent("tiny.gguf")
-        try TinyLlama.gguf(from: folder, to: gguf, types: types)
+        try TinyLlama.gguf(from: folder, to: gguf, types: types, architecture: architecture)
         let dequantised = dir.appendingPathComponent("dequantised")
-        try TinyLlama.dequantisedFolder(of: gguf, configFrom: folder, to: dequantised)
+        try TinyLlama.dequantisedFolder(of: gguf, configFrom: folder, to: dequantised, architecture: architecture)
         return Pair(folder: folder, gguf: gguf, dequantised: dequantised)
     }
 
@@ -36,7 +36,19 @@ final class LlamaCheckpointTests: XCTestCase {
     }
 
     func testGGUFAndSafetensorsWithTheSameWeightsAgree() throws {
-        let pair = try makePair(types: ["blk.1.ffn_down.weight": .f16, "blk.0.attn_v.weight": .f32])
+        try checkAgreement(try makePair(types: ["blk.1.ffn_down.weight": .f16, "blk.0.attn_v.weight": .f32]))
+    }
+
+    func testQwen2GGUFWithBiasesAndNEOXRowsAgreesWithItsSafetensors() throws {
+        let pair = try makePair(architecture: "qwen2")
+        let gguf = try VLMModel.load(path: pair.gguf.path)
+        XCTAssertEqual(gguf.config.family, .qwen2)
+        XCTAssertTrue(gguf.config.text.attentionBias)
+        XCTAssertEqual(gguf.tokenizer.preTokenizer, .qwen2(maxDigits: 1))
+        try checkAgreement(pair)
+    }
+
+    func checkAgreement(_ pair: Pair) throws {
         let gguf = try VLMModel.load(path: pair.gguf.path)
         let hf = try VLMModel.load(path: pair.dequantised.path)
         XCTAssertTrue(gguf.isGGUF)

@@ -24,13 +24,13 @@ enum TinyLlama {
 
     static var vocabSize: Int { tokens.count }
 
-    /// Writes the Hugging Face folder with random f32 weights.
-    static func randomFolder(in dir: URL, seed: UInt64 = 7) throws -> URL {
+    /// Writes the Hugging Face folder with random f32 weights; `modelType` `qwen2` adds the q/k/v biases.
+    static func randomFolder(in dir: URL, seed: UInt64 = 7, modelType: String = "llama") throws -> URL {
         let spec = dir.appendingPathComponent("spec")
         let out = dir.appendingPathComponent("hf")
         try FileManager.default.createDirectory(at: spec, withIntermediateDirectories: true)
         let config: [String: Any] = [
-            "model_type": "llama", "hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
+            "model_type": modelType, "hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
             "num_attention_heads": heads, "num_key_value_heads": kvHeads, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
             "vocab_size": vocabSize, "tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2,
             "max_position_embeddings": 2048,
@@ -56,6 +56,7 @@ enum TinyLlama {
 
     /// The Hugging Face name of each GGUF tensor (the converter's table, reversed).
     static func huggingFaceName(_ gguf: String) -> String {
+        if gguf.hasSuffix(".bias") { return String(huggingFaceName(String(gguf.dropLast(5)) + ".weight").dropLast(7)) + ".bias" }
         let fixed = ["token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"]
         if let f = fixed[gguf] { return f }
         let parts = gguf.split(separator: ".")
@@ -65,32 +66,34 @@ enum TinyLlama {
         return "model.layers.\(parts[1]).\(map[String(parts[2])]!).weight"  // invariant: test-built names
     }
 
-    static var ggufTensorNames: [String] {
+    static func ggufTensorNames(architecture: String = "llama") -> [String] {
         var names = ["token_embd.weight", "output_norm.weight"]
         for i in 0..<layers {
             names += ["attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
                 .map { "blk.\(i).\($0).weight" }
+            if architecture == "qwen2" { names += ["attn_q", "attn_k", "attn_v"].map { "blk.\(i).\($0).bias" } }
         }
         return names
     }
 
-    /// A GGUF of the folder's weights; matrices are Q8_0 unless `types` says otherwise.
-    static func gguf(from folder: URL, to path: URL, types: [String: GGMLType] = [:]) throws {
+    /// A GGUF of the folder's weights; matrices are Q8_0 unless `types` says otherwise. For
+    /// `llama` the Q/K rows are stored in llama.cpp's rotary order; `qwen2` keeps them (NEOX RoPE).
+    static func gguf(from folder: URL, to path: URL, types: [String: GGMLType] = [:], architecture a: String = "llama") throws {
         let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
         var meta = GGUFMetadata(file: path.path)
-        meta.set("general.architecture", .string("llama"))
+        meta.set("general.architecture", .string(a))
         meta.set("general.name", .string("tiny-llama"))
-        meta.set("llama.block_count", .uint32(UInt32(layers)))
-        meta.set("llama.context_length", .uint32(2048))
-        meta.set("llama.embedding_length", .uint32(UInt32(hidden)))
-        meta.set("llama.feed_forward_length", .uint32(UInt32(intermediate)))
-        meta.set("llama.attention.head_count", .uint32(UInt32(heads)))
-        meta.set("llama.attention.head_count_kv", .uint32(UInt32(kvHeads)))
-        meta.set("llama.rope.freq_base", .float32(10000))
-        meta.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
-        meta.set("llama.rope.dimension_count", .uint32(UInt32(headDim)))
+        meta.set("\(a).block_count", .uint32(UInt32(layers)))
+        meta.set("\(a).context_length", .uint32(2048))
+        meta.set("\(a).embedding_length", .uint32(UInt32(hidden)))
+        meta.set("\(a).feed_forward_length", .uint32(UInt32(intermediate)))
+        meta.set("\(a).attention.head_count", .uint32(UInt32(heads)))
+        meta.set("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads)))
+        meta.set("\(a).rope.freq_base", .float32(10000))
+        meta.set("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5))
+        meta.set("\(a).rope.dimension_count", .uint32(UInt32(headDim)))
         meta.set("tokenizer.ggml.model", .string("gpt2"))
-        meta.set("tokenizer.ggml.pre", .string("smollm"))
+        meta.set("tokenizer.ggml.pre", .string(a == "qwen2" ? "qwen2" : "smollm"))
         meta.set("tokenizer.ggml.tokens", .array(.string(tokens)))
         meta.set("tokenizer.ggml.token_type", .array(.int32(tokens.indices.map { $0 < controls.count ? 3 : 1 })))
         meta.set("tokenizer.ggml.merges", .array(.string(merges.map { "\($0.0) \($0.1)" })))
@@ -100,7 +103,7 @@ enum TinyLlama {
         meta.set("tokenizer.chat_template", .string(template))
         var writer = GGUFWriter(metadata: meta)
         let order = try XCTUnwrap(LlamaRotaryOrder(headDim: headDim))
-        for name in ggufTensorNames {
+        for name in ggufTensorNames(architecture: a) {
             let entry = try XCTUnwrap(file.entries[huggingFaceName(name)])
             var values = try file.floats(entry)
             let shape = entry.shape
@@ -109,7 +112,7 @@ enum TinyLlama {
                 continue
             }
             let rows = shape[0], cols = shape[1]
-            if name.contains("attn_q") || name.contains("attn_k") {
+            if a == "llama" && (name.contains("attn_q") || name.contains("attn_k")) {
                 // Stored row r holds Hugging Face row huggingFaceRow(forGGUFRow: r).
                 var permuted = values
                 for r in 0..<rows {
@@ -135,16 +138,16 @@ enum TinyLlama {
 
     /// A Hugging Face folder whose f32 weights are exactly the GGUF's dequantised values (Q/K rows
     /// back in Hugging Face order), with the folder's config and tokenizer files.
-    static func dequantisedFolder(of ggufPath: URL, configFrom folder: URL, to out: URL) throws {
+    static func dequantisedFolder(of ggufPath: URL, configFrom folder: URL, to out: URL, architecture: String = "llama") throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
             try FileManager.default.copyItem(at: folder.appendingPathComponent(f), to: out.appendingPathComponent(f))
         }
         let gguf = try GGUFFile(path: ggufPath.path)
-        let weights = GGUFWeights(file: gguf, permutedQK: true, headDim: headDim)
+        let weights = GGUFWeights(file: gguf, permutedQK: architecture == "llama", headDim: headDim)
         var specs: [SafeTensorsWriter.Spec] = []
         var values: [String: [Float]] = [:]
-        for name in ggufTensorNames {
+        for name in ggufTensorNames(architecture: architecture) {
             let hf = huggingFaceName(name)
             let info = try XCTUnwrap(gguf.tensorInfo(named: name))
             if info.dimensions.count == 1 {
