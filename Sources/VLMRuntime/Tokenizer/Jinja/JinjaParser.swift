@@ -455,11 +455,21 @@ struct ExpressionParser {
         guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
     }
 
-    mutating func parseOr(allowConditional: Bool) throws -> JinjaExpr {
-        var e = try parseAnd()
+    /// `step` applied to `start` again and again (each application one level of nesting) until it
+    /// returns nil: the shape of every operator chain.
+    mutating func chain(_ start: JinjaExpr, _ step: (inout ExpressionParser, JinjaExpr) throws -> JinjaExpr?) throws -> JinjaExpr {
         let outer = depth
         defer { depth = outer }
-        while accept(.name("or")) { try nest(); e = .or(e, try parseAnd()) }
+        var e = start
+        while true {
+            try nest()
+            guard let next = try step(&self, e) else { return e }
+            e = next
+        }
+    }
+
+    mutating func parseOr(allowConditional: Bool) throws -> JinjaExpr {
+        let e = try chain(try parseAnd()) { p, e in p.accept(.name("or")) ? .or(e, try p.parseAnd()) : nil }
         if allowConditional, accept(.name("if")) {
             let condition = try parseOr(allowConditional: false)
             let otherwise = accept(.name("else")) ? try parseExpression() : nil
@@ -469,54 +479,38 @@ struct ExpressionParser {
     }
 
     mutating func parseAnd() throws -> JinjaExpr {
-        var e = try parseNot()
-        let outer = depth
-        defer { depth = outer }
-        while accept(.name("and")) { try nest(); e = .and(e, try parseNot()) }
-        return e
+        try chain(try parseNot()) { p, e in p.accept(.name("and")) ? .and(e, try p.parseNot()) : nil }
     }
 
     mutating func parseNot() throws -> JinjaExpr {
-        if accept(.name("not")) {
-            depth += 1
-            defer { depth -= 1 }
-            guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
-            return .not(try parseNot())
-        }
-        return try parseCompare()
+        guard accept(.name("not")) else { return try parseCompare() }
+        try nest()
+        defer { depth -= 1 }
+        return .not(try parseNot())
     }
 
     mutating func parseCompare() throws -> JinjaExpr {
-        var e = try parseAdd()
-        let outer = depth
-        defer { depth = outer }
-        while true {
-            try nest()
-            if let t = peek, case .op(let o) = t, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
-                index += 1
-                e = .binary(o, e, try parseAdd())
-            } else if accept(.name("in")) {
-                e = .binary("in", e, try parseAdd())
-            } else if peek == .name("not"), index + 1 < tokens.count, tokens[index + 1] == .name("in") {
-                index += 2
-                e = .not(.binary("in", e, try parseAdd()))
-            } else {
-                return e
+        try chain(try parseAdd()) { p, e in
+            if let t = p.peek, case .op(let o) = t, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
+                p.index += 1
+                return .binary(o, e, try p.parseAdd())
             }
+            if p.accept(.name("in")) { return .binary("in", e, try p.parseAdd()) }
+            if p.peek == .name("not"), p.index + 1 < p.tokens.count, p.tokens[p.index + 1] == .name("in") {
+                p.index += 2
+                return .not(.binary("in", e, try p.parseAdd()))
+            }
+            return nil
         }
     }
 
     /// One left-associative level of binary operators over the next tighter level.
     mutating func parseLevel(_ ops: Set<String>, _ next: (inout ExpressionParser) throws -> JinjaExpr) throws -> JinjaExpr {
-        var e = try next(&self)
-        let outer = depth
-        defer { depth = outer }
-        while let t = peek, case .op(let o) = t, ops.contains(o) {
-            index += 1
-            try nest()
-            e = .binary(o, e, try next(&self))
+        try chain(try next(&self)) { p, e in
+            guard let t = p.peek, case .op(let o) = t, ops.contains(o) else { return nil }
+            p.index += 1
+            return .binary(o, e, try next(&p))
         }
-        return e
     }
 
     mutating func parseAdd() throws -> JinjaExpr { try parseLevel(["+", "-"]) { try $0.parseConcat() } }
@@ -532,43 +526,36 @@ struct ExpressionParser {
 
     private mutating func parseUnaryOperand() throws -> JinjaExpr {
         if accept(.op("-")) {
-            depth += 1
+            try nest()
             defer { depth -= 1 }
-            guard depth <= JinjaParser.maximumNesting else { throw error("expression nested more than \(JinjaParser.maximumNesting) deep") }
             return .negate(try parseUnaryOperand())
         }
         return try parsePostfix(try parsePrimary())
     }
 
     mutating func parseFilters(_ base: JinjaExpr) throws -> JinjaExpr {
-        var e = base
-        let outer = depth
-        defer { depth = outer }
-        while true {
-            try nest()
-            if accept(.op("|")) {
-                guard case .name(var name)? = next() else { throw error("expected a filter name after '|'") }
-                while accept(.op(".")) {
-                    guard case .name(let part)? = next() else { throw error("expected a filter name") }
+        try chain(base) { p, e in
+            if p.accept(.op("|")) {
+                guard case .name(var name)? = p.next() else { throw p.error("expected a filter name after '|'") }
+                while p.accept(.op(".")) {
+                    guard case .name(let part)? = p.next() else { throw p.error("expected a filter name") }
                     name += "." + part
                 }
                 var args: [JinjaExpr] = [], kwargs: [(String, JinjaExpr)] = []
-                if accept(.op("(")) { (args, kwargs) = try parseArguments() }
-                e = .filter(e, name: name, args: args, kwargs: kwargs)
-            } else if accept(.name("is")) {
-                let negated = accept(.name("not"))
-                guard case .name(let name)? = next() else { throw error("expected a test name after 'is'") }
-                var args: [JinjaExpr] = []
-                if accept(.op("(")) {
-                    args = try parseArguments().args
-                } else if let t = peek, Self.startsOperand(t) {
-                    // `is divisibleby 3`, `is sameas none`: one argument without parentheses.
-                    args = [try parsePostfix(try parsePrimary())]
-                }
-                e = .test(e, name: name, args: args, negated: negated)
-            } else {
-                return e
+                if p.accept(.op("(")) { (args, kwargs) = try p.parseArguments() }
+                return .filter(e, name: name, args: args, kwargs: kwargs)
             }
+            guard p.accept(.name("is")) else { return nil }
+            let negated = p.accept(.name("not"))
+            guard case .name(let name)? = p.next() else { throw p.error("expected a test name after 'is'") }
+            var args: [JinjaExpr] = []
+            if p.accept(.op("(")) {
+                args = try p.parseArguments().args
+            } else if let t = p.peek, Self.startsOperand(t) {
+                // `is divisibleby 3`, `is sameas none`: one argument without parentheses.
+                args = [try p.parsePostfix(try p.parsePrimary())]
+            }
+            return .test(e, name: name, args: args, negated: negated)
         }
     }
 
@@ -581,38 +568,31 @@ struct ExpressionParser {
     }
 
     mutating func parsePostfix(_ base: JinjaExpr) throws -> JinjaExpr {
-        var e = base
-        let outer = depth
-        defer { depth = outer }
-        while true {
-            try nest()
-            if accept(.op(".")) {
-                guard let t = next() else { throw error("expected an attribute name after '.'") }
-                switch t {
-                case .name(let n): e = .attribute(e, n)
-                case .int(let i): e = .index(e, .literal(.int(i)))
-                default: throw error("expected an attribute name after '.'")
+        try chain(base) { p, e in
+            if p.accept(.op(".")) {
+                switch p.next() {
+                case .name(let n)?: return .attribute(e, n)
+                case .int(let i)?: return .index(e, .literal(.int(i)))
+                default: throw p.error("expected an attribute name after '.'")
                 }
-            } else if accept(.op("[")) {
-                var start: JinjaExpr? = nil
-                if peek != .op(":") { start = try parseExpression() }
-                if accept(.op(":")) {
-                    var stop: JinjaExpr? = nil, step: JinjaExpr? = nil
-                    if peek != .op(":") && peek != .op("]") { stop = try parseExpression() }
-                    if accept(.op(":")), peek != .op("]") { step = try parseExpression() }
-                    try expect(.op("]"))
-                    e = .slice(e, start: start, stop: stop, step: step)
-                } else {
-                    try expect(.op("]"))
-                    guard let start else { throw error("empty subscript") }
-                    e = .index(e, start)
-                }
-            } else if accept(.op("(")) {
-                let (args, kwargs) = try parseArguments()
-                e = .call(e, args: args, kwargs: kwargs)
-            } else {
-                return e
             }
+            if p.accept(.op("(")) {
+                let (args, kwargs) = try p.parseArguments()
+                return .call(e, args: args, kwargs: kwargs)
+            }
+            guard p.accept(.op("[")) else { return nil }
+            var start: JinjaExpr? = nil
+            if p.peek != .op(":") { start = try p.parseExpression() }
+            guard p.accept(.op(":")) else {
+                try p.expect(.op("]"))
+                guard let start else { throw p.error("empty subscript") }
+                return .index(e, start)
+            }
+            var stop: JinjaExpr? = nil, step: JinjaExpr? = nil
+            if p.peek != .op(":") && p.peek != .op("]") { stop = try p.parseExpression() }
+            if p.accept(.op(":")), p.peek != .op("]") { step = try p.parseExpression() }
+            try p.expect(.op("]"))
+            return .slice(e, start: start, stop: stop, step: step)
         }
     }
 
