@@ -129,6 +129,7 @@ struct VisionPart: @unchecked Sendable {
 public final class VLMModel: @unchecked Sendable {
     /// The folder or GGUF file the model was loaded from.
     public let path: String
+    /// `path` under its older name (checkpoints used to be folders only).
     public var directory: String { path }
     public let config: ModelConfig
     public let tokenizer: Tokenizer

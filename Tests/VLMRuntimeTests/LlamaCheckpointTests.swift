@@ -142,20 +142,40 @@ final class LlamaCheckpointTests: XCTestCase {
         }
     }
 
+    /// A copy of `path` with its metadata changed.
+    func rewrite(_ path: URL, _ change: (inout GGUFMetadata) -> Void) throws -> URL {
+        let file = try GGUFFile(path: path.path)
+        var meta = file.metadata
+        change(&meta)
+        var writer = GGUFWriter(metadata: meta)
+        for t in file.tensors {
+            try writer.addTensor(name: t.name, dimensions: t.dimensions, type: t.type, data: Array(try file.tensor(named: t.name).bytes))
+        }
+        let url = try makeTemporaryDirectory().appendingPathComponent("changed.gguf")
+        try writer.write(to: url.path)
+        return url
+    }
+
+    func testGGUFAddBOSPrependsItOnceWhateverTheTemplatePrints() throws {
+        let pair = try makePair()
+        // BOS = <|endoftext|> (id 0), so it differs from the template's opening <|im_start|> (id 1).
+        let plain = try rewrite(pair.gguf) {
+            $0.set("tokenizer.ggml.add_bos_token", .bool(true))
+            $0.set("tokenizer.ggml.bos_token_id", .uint32(0))
+        }
+        let ids = try VLMModel.load(path: plain.path).prepare([conversation]).inputIds[0]
+        XCTAssertEqual(Array(ids.prefix(2)), [0, 1], "BOS, then the template's <|im_start|>")
+        let withBOS = try rewrite(plain) { $0.set("tokenizer.chat_template", .string("{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}")) }
+        let ids2 = try VLMModel.load(path: withBOS.path).prepare([conversation]).inputIds[0]
+        XCTAssertEqual(ids2.first, 0)
+        XCTAssertNotEqual(ids2.dropFirst().first, 0, "a template that prints BOS does not get a second one")
+        let off = try VLMModel.load(path: pair.gguf.path).prepare([conversation]).inputIds[0]
+        XCTAssertEqual(off.first, 1, "add_bos_token false: the template's <|im_start|> comes first")
+    }
+
     func testUnsupportedArchitectureAndMissingKeysAreNamed() throws {
         let pair = try makePair()
-        let file = try GGUFFile(path: pair.gguf.path)
-        func rewrite(_ change: (inout GGUFMetadata) -> Void) throws -> URL {
-            var meta = file.metadata
-            change(&meta)
-            var writer = GGUFWriter(metadata: meta)
-            for t in file.tensors {
-                try writer.addTensor(name: t.name, dimensions: t.dimensions, type: t.type, data: Array(try file.tensor(named: t.name).bytes))
-            }
-            let url = try makeTemporaryDirectory().appendingPathComponent("changed.gguf")
-            try writer.write(to: url.path)
-            return url
-        }
+        func rewrite(_ change: (inout GGUFMetadata) -> Void) throws -> URL { try self.rewrite(pair.gguf, change) }
         let phi = try rewrite { $0.set("general.architecture", .string("phi3")) }
         XCTAssertThrowsError(try VLMModel.load(path: phi.path)) { error in
             guard case .unsupportedModelType? = error as? ConfigError else { return XCTFail("\(error)") }

@@ -35,8 +35,8 @@ public final class Tokenizer: @unchecked Sendable {
     public let vocabularySize: Int
     /// How text is split before BPE.
     public let preTokenizer: PreTokenizer
-    /// Whether encoded prompts should start with `bosTokenId` (GGUF `add_bos_token`,
-    /// tokenizer_config.json `add_bos_token`); chat prompts that already start with it keep one.
+    /// Whether encoded prompts should start with `bosTokenId`: GGUF `add_bos_token`, which
+    /// llama.cpp honours for chat prompts too (one that already starts with BOS keeps one).
     public let addsBOS: Bool
     /// The beginning-of-sequence id, when the tokenizer has one.
     public let bosTokenId: Int?
@@ -115,17 +115,10 @@ public final class Tokenizer: @unchecked Sendable {
             }
         }
         let normalizer = root["normalizer"] as? [String: Any]
-        // BOS handling lives in tokenizer_config.json beside this file, when there is one.
-        var addsBOS = false
-        var bos: Int? = nil
-        let configPath = ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tokenizer_config.json")
-        if let d = FileManager.default.contents(atPath: configPath), let cfg = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] {
-            addsBOS = cfg["add_bos_token"] as? Bool ?? false
-            let bosText = cfg["bos_token"] as? String ?? (cfg["bos_token"] as? [String: Any])?["content"] as? String
-            bos = bosText.flatMap { t in vocab[t] ?? added.first { $0.content == t }?.id }
-        }
+        // No BOS is added to chat prompts of a tokenizer.json checkpoint: transformers'
+        // apply_chat_template tokenizes without special tokens (a template that wants BOS prints it).
         try self.init(vocab: vocab, added: added, merges: pairs, preTokenizer: try Self.preTokenizer(root["pre_tokenizer"], file: file),
-                      normalizeNFC: (normalizer?["type"] as? String) == "NFC", addsBOS: addsBOS && bos != nil, bosTokenId: bos)
+                      normalizeNFC: (normalizer?["type"] as? String) == "NFC", addsBOS: false, bosTokenId: nil)
     }
 
     /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.model == "gpt2"`).
