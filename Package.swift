@@ -45,7 +45,10 @@ let package = Package(
         // Comparison between runs, Markdown and SVG rendering.
         .target(name: "AssayReport", dependencies: ["AssayCore", "AssaySuites", "AssayStore"]),
         // Embedded inference runtime (Qwen2-VL / Qwen2.5-VL, Llama family) on OpenBLAS.
-        .target(name: "VLMRuntime", dependencies: ["CBLAS", "CPNG", "CJPEG"]),
+        // Optimised in debug builds too: unoptimised SIMD kernels run 50–100× slower, which made
+        // the model tests (SmolLM2 prefill and greedy decoding) take many minutes.
+        .target(name: "VLMRuntime", dependencies: ["CBLAS", "CPNG", "CJPEG"],
+                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
 
         .executableTarget(
             name: "assay",

@@ -2,32 +2,58 @@ import AssayCore
 import Foundation
 import VLMRuntime
 
-/// Runs a local Qwen2-VL / Qwen2.5-VL checkpoint in-process through `VLMRuntime`
-/// (`assay sweep --backend local --model-path DIR`).
+/// Runs a local checkpoint in-process through `VLMRuntime` (`assay sweep --backend local
+/// --model-path PATH`): a Qwen2-VL / Qwen2.5-VL or Llama folder, or a GGUF file such as the
+/// embedded default SmolLM2-135M.
 ///
 /// Requests are rendered through the checkpoint's chat template, grouped into batches of up to
 /// `preferredBatchSize` requests with the same sampling settings, and run one batch at a time
 /// (the runtime already uses every core). Per-request failures (an image that does not decode,
 /// a prompt the model cannot take) come back as `.error` responses.
+///
+/// A text-only model cannot see images. Their parts are dropped from the prompt, and that is
+/// never silent: the identity's model name says "text-only, images dropped" (so every run record
+/// and report shows it) and `runNotes` records it.
 public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
     public let identity: BackendIdentity
     public let preferredBatchSize: Int
     public let model: VLMModel
+    /// Facts about the backend worth keeping with the run (`Sweep` stores them as run notes).
+    public let runNotes: [String: String]
     private let gate = BatchGate()
 
+    /// Suffix of the model name of a text-only model.
+    public static let textOnlyMarker = " (text-only: images dropped)"
+
     /// - Parameters:
-    ///   - modelPath: checkpoint folder (config.json, safetensors, tokenizer.json, processor config)
-    ///   - name: model name for run records; defaults to the folder name
+    ///   - modelPath: checkpoint folder (config.json, safetensors, tokenizer.json, processor config) or a .gguf file
+    ///   - name: model name for run records; defaults to the folder or file name
     ///   - batchSize: requests per forward batch (`--batch-size`)
-    ///   - minPixels/maxPixels: override the processor's pixel budget
-    ///   - precision: `.bfloat16` trades exact fp32 prefill maths for AVX512-BF16 speed
-    public init(modelPath: String, name: String? = nil, batchSize: Int = 1, minPixels: Int? = nil, maxPixels: Int? = nil,
-                precision: MatmulPrecision = .float32) throws {
-        model = try VLMModel.load(path: modelPath, minPixels: minPixels, maxPixels: maxPixels, precision: precision)
+    ///   - options: pixel budget, bf16 prefill, `--quantize q8_0`, decode activation path
+    public init(modelPath: String, name: String? = nil, batchSize: Int = 1, options: LoadOptions = LoadOptions()) throws {
+        model = try VLMModel.load(path: modelPath, options: options)
         preferredBatchSize = max(1, batchSize)
-        let fingerprint = try CheckpointFingerprint.compute(directory: modelPath)
-        identity = BackendIdentity(kind: "local", model: name ?? URL(fileURLWithPath: modelPath).lastPathComponent,
-                                   checkpoint: fingerprint)
+        var fingerprint = try CheckpointFingerprint.compute(path: modelPath)
+        // Settings that change the numbers are part of what a cached answer depends on.
+        if let q = options.quantization { fingerprint += "+quantize=\(q.rawValue)" }
+        if options.activations == .ggml { fingerprint += "+activations=ggml" }
+        var display = name ?? URL(fileURLWithPath: modelPath).lastPathComponent
+        if model.isGGUF, name == nil, display.hasSuffix(".gguf") { display = String(display.dropLast(5)) }
+        var notes: [String: String] = ["weights": model.weightFormat,
+                                       "decode_activations": options.activations == .float32 ? "f32" : "ggml"]
+        if !model.acceptsImages {
+            display += Self.textOnlyMarker
+            notes["images"] = "dropped: the model is text-only"
+        }
+        runNotes = notes
+        identity = BackendIdentity(kind: "local", model: display, checkpoint: fingerprint)
+    }
+
+    /// The older signature: pixel budget and bf16 prefill only.
+    public convenience init(modelPath: String, name: String? = nil, batchSize: Int = 1, minPixels: Int? = nil, maxPixels: Int? = nil,
+                            precision: MatmulPrecision = .float32) throws {
+        try self.init(modelPath: modelPath, name: name, batchSize: batchSize,
+                      options: LoadOptions(minPixels: minPixels, maxPixels: maxPixels, precision: precision))
     }
 
     public func generate(_ request: GenerationRequest) async throws -> ModelResponse {

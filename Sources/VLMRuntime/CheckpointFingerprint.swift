@@ -5,6 +5,19 @@ import Foundation
 /// samples of 4 KiB spread over the data, so re-randomised or re-trained weights change it
 /// without reading many gigabytes.
 public enum CheckpointFingerprint {
+    /// A folder's fingerprint, or a single model file's (GGUF): its size, its first 4 MiB (header,
+    /// metadata, tokenizer) and 64 samples of 4 KiB spread over the rest.
+    public static func compute(path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+            return try compute(directory: path)
+        }
+        var h = FNV128()
+        let file = try MappedFile(path: path)
+        addWeights(file, head: min(file.size, 4 << 20), to: &h)
+        return h.hex
+    }
+
     public static func compute(directory: String) throws -> String {
         var h = FNV128()
         let fm = FileManager.default
@@ -17,18 +30,24 @@ public enum CheckpointFingerprint {
             } else if name.hasSuffix(".safetensors") {
                 h.add(Array(name.utf8))
                 let file = try MappedFile(path: path)
-                h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
-                let headerEnd = min(file.size, 8 + Int(min(file.base.loadUnaligned(as: UInt64.self), UInt64(file.size))))
-                h.add(UnsafeRawBufferPointer(start: file.base, count: headerEnd))
-                let span = max(1, file.size - headerEnd)
-                for k in 0..<64 {
-                    let offset = headerEnd + span / 64 * k
-                    let count = min(4096, file.size - offset)
-                    if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
-                }
+                // The JSON header, whose length is the first 8 bytes.
+                let headerLength = file.size >= 8 ? file.base.loadUnaligned(as: UInt64.self) : 0
+                addWeights(file, head: min(file.size, 8 + Int(min(headerLength, UInt64(file.size)))), to: &h)
             }
         }
         return h.hex
+    }
+
+    /// A weight file's size, its first `head` bytes whole and 64 samples of 4 KiB after them.
+    private static func addWeights(_ file: MappedFile, head: Int, to h: inout FNV128) {
+        h.add(withUnsafeBytes(of: UInt64(file.size), Array.init))
+        h.add(UnsafeRawBufferPointer(start: file.base, count: head))
+        let span = max(1, file.size - head)
+        for k in 0..<64 {
+            let offset = head + span / 64 * k
+            let count = min(4096, file.size - offset)
+            if count > 0 { h.add(UnsafeRawBufferPointer(start: file.base + offset, count: count)) }
+        }
     }
 }
 

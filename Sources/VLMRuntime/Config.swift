@@ -12,18 +12,27 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         case .unreadable(let f, let r): return "\(f): cannot read config: \(r)"
         case .missingKey(let f, let k): return "\(f): required key '\(k)' is missing"
         case .invalidValue(let f, let k, let r): return "\(f): key '\(k)': \(r)"
-        case .unsupportedModelType(let f, let t): return "\(f): model_type '\(t)' is not supported (qwen2_vl, qwen2_5_vl)"
+        case .unsupportedModelType(let f, let t):
+            return "\(f): model_type '\(t)' is not supported (\(ModelFamily.allCases.map(\.rawValue).joined(separator: ", ")))"
         }
     }
 }
 
-/// Which vision tower and processor conventions a checkpoint uses.
-public enum ModelFamily: String, Sendable {
+/// Which architecture a checkpoint is: the decoder is shared, the families differ in attention
+/// biases, rotary layout and whether a vision tower feeds image embeddings into the prompt.
+public enum ModelFamily: String, Sendable, CaseIterable {
     case qwen2VL = "qwen2_vl"
     case qwen25VL = "qwen2_5_vl"
+    /// Llama and its relatives (SmolLM2, TinyLlama, Llama 3.x): text only, no attention biases.
+    case llama
+    /// Text-only Qwen2 / Qwen2.5: Llama plus q/k/v biases.
+    case qwen2
+
+    /// Whether the family has a vision tower (and so takes images).
+    public var hasVision: Bool { self == .qwen2VL || self == .qwen25VL }
 }
 
-/// The language-model half of the configuration.
+/// The language-model half of the configuration: everything the shared decoder needs.
 public struct TextConfig: Sendable, Equatable {
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -33,8 +42,85 @@ public struct TextConfig: Sendable, Equatable {
     public var headDim: Int
     public var rmsNormEps: Float
     public var ropeTheta: Double
+    /// Rotary pairs per position axis (t, h, w). Text-only models put every pair on the first
+    /// axis, which is plain 1-D RoPE since their three position rows are equal.
     public var mropeSection: [Int]
     public var vocabSize: Int
+    /// Biases on the q/k/v projections (Qwen2: yes; Llama: `attention_bias`, usually no).
+    public var attentionBias: Bool = false
+    /// Biases on the MLP projections (Llama's `mlp_bias`).
+    public var mlpBias: Bool = false
+    /// Per rotary pair, the number the inverse frequency is divided by: linear scaling (one
+    /// factor everywhere), Llama 3's frequency-dependent factors, or GGUF's `rope_freqs` tensor.
+    /// Nil means no scaling.
+    public var ropeFrequencyDivisors: [Float]? = nil
+    /// The longest sequence the model was trained for, when the checkpoint says.
+    public var maxPositions: Int? = nil
+
+    public init(hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
+                rmsNormEps: Float, ropeTheta: Double, mropeSection: [Int], vocabSize: Int, attentionBias: Bool = false,
+                mlpBias: Bool = false, ropeFrequencyDivisors: [Float]? = nil, maxPositions: Int? = nil) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.numLayers = numLayers
+        self.numHeads = numHeads
+        self.numKVHeads = numKVHeads
+        self.headDim = headDim
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.mropeSection = mropeSection
+        self.vocabSize = vocabSize
+        self.attentionBias = attentionBias
+        self.mlpBias = mlpBias
+        self.ropeFrequencyDivisors = ropeFrequencyDivisors
+        self.maxPositions = maxPositions
+    }
+
+    /// Checks the sizes the decoder relies on; `file` and the key names label the error.
+    func validate(file: String) throws {
+        for (key, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numLayers),
+                             ("num_attention_heads", numHeads), ("num_key_value_heads", numKVHeads),
+                             ("vocab_size", vocabSize), ("head_dim", headDim)] where value <= 0 {
+            throw ConfigError.invalidValue(file: file, key: key, reason: "must be positive, got \(value)")
+        }
+        guard numHeads % numKVHeads == 0 else {
+            throw ConfigError.invalidValue(file: file, key: "num_key_value_heads", reason: "\(numHeads) heads are not a multiple of \(numKVHeads) KV heads")
+        }
+        guard headDim % 2 == 0 else {
+            throw ConfigError.invalidValue(file: file, key: "head_dim", reason: "rotary embeddings need an even head size, got \(headDim)")
+        }
+        guard mropeSection.count == 3, mropeSection.allSatisfy({ $0 >= 0 }), mropeSection.reduce(0, +) * 2 == headDim else {
+            throw ConfigError.invalidValue(file: file, key: "mrope_section", reason: "\(mropeSection) must have 3 parts summing to head_dim/2 = \(headDim / 2)")
+        }
+        guard rmsNormEps.isFinite, rmsNormEps >= 0 else {
+            throw ConfigError.invalidValue(file: file, key: "rms_norm_eps", reason: "must be a finite non-negative number, got \(rmsNormEps)")
+        }
+        guard ropeTheta.isFinite, ropeTheta > 0 else {
+            throw ConfigError.invalidValue(file: file, key: "rope_theta", reason: "must be positive, got \(ropeTheta)")
+        }
+        if let d = ropeFrequencyDivisors {
+            guard d.count == headDim / 2, d.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw ConfigError.invalidValue(file: file, key: "rope_scaling", reason: "needs \(headDim / 2) positive frequency factors, got \(d.count)")
+            }
+        }
+    }
+
+    /// Llama 3's RoPE scaling (`rope_type: llama3`) as per-pair divisors of the inverse
+    /// frequencies: long wavelengths are slowed by `factor`, short ones kept, the band between
+    /// blended smoothly. The same numbers llama.cpp's converter stores as `rope_freqs`.
+    static func llama3Divisors(headDim: Int, theta: Double, factor: Double, lowFreqFactor: Double, highFreqFactor: Double,
+                               originalContext: Double) -> [Float] {
+        let lowWavelength = originalContext / lowFreqFactor
+        let highWavelength = originalContext / highFreqFactor
+        return (0..<(headDim / 2)).map { j in
+            let invFreq = 1 / pow(theta, Double(2 * j) / Double(headDim))
+            let wavelength = 2 * Double.pi / invFreq
+            if wavelength < highWavelength { return 1 }
+            if wavelength > lowWavelength { return Float(factor) }
+            let smooth = (originalContext / wavelength - lowFreqFactor) / (highFreqFactor - lowFreqFactor)
+            return Float(1 / ((1 - smooth) / factor + smooth))
+        }
+    }
 }
 
 /// The vision-tower half of the configuration (both families; unused fields keep defaults).
@@ -58,30 +144,34 @@ public struct VisionConfig: Sendable, Equatable {
     public var ropeTheta: Double
 }
 
-/// A Qwen2-VL / Qwen2.5-VL configuration resolved from any of the three `config.json` layouts:
-/// flat (Hub release), flat + `text_config` (transformers ≥ 4.52), and `text_config` +
-/// `rope_parameters` (transformers v5).
-public struct QwenVLConfig: Sendable, Equatable {
+/// A model's configuration, from a Hugging Face `config.json` (Qwen2-VL / Qwen2.5-VL in any of
+/// the three layouts — flat, flat + `text_config` (transformers ≥ 4.52), `text_config` +
+/// `rope_parameters` (v5) — or a text-only Llama / Qwen2) or from a GGUF file's metadata
+/// (`ModelConfig(gguf:)`).
+public struct ModelConfig: Sendable, Equatable {
     public var family: ModelFamily
     public var text: TextConfig
-    public var vision: VisionConfig
-    public var imageTokenId: Int
+    /// The vision tower; nil for text-only families.
+    public var vision: VisionConfig?
+    /// The placeholder id each image token takes (vision families only).
+    public var imageTokenId: Int?
     public var videoTokenId: Int?
-    public var visionStartTokenId: Int
+    public var visionStartTokenId: Int?
     public var visionEndTokenId: Int?
-    /// EOS ids declared in config.json (generation_config.json adds more at load time).
+    /// EOS ids declared in the config (generation_config.json and the tokenizer add more at load time).
     public var eosTokenIds: [Int]
     public var padTokenId: Int?
+    public var bosTokenId: Int?
     public var tieWordEmbeddings: Bool
 
-    public static func load(path: String) throws -> QwenVLConfig {
+    public static func load(path: String) throws -> ModelConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError.unreadable(file: path, reason: "file not found or unreadable")
         }
         return try parse(data, file: path)
     }
 
-    public static func parse(_ data: Data, file: String) throws -> QwenVLConfig {
+    public static func parse(_ data: Data, file: String) throws -> ModelConfig {
         let raw: RawConfig
         do { raw = try JSONDecoder().decode(RawConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
             throw ConfigError.invalidValue(file: file, key: ctx.codingPath.map(\.stringValue).joined(separator: "."), reason: "wrong type")
@@ -111,6 +201,10 @@ struct RawRope: Codable {
     var rope_type: String?
     var mrope_section: [Int]?
     var rope_theta: Double?
+    var factor: Double?
+    var low_freq_factor: Double?
+    var high_freq_factor: Double?
+    var original_max_position_embeddings: Double?
 }
 
 struct RawText: Codable {
@@ -125,9 +219,13 @@ struct RawText: Codable {
     var rope_scaling: RawRope?
     var rope_parameters: RawRope?
     var vocab_size: Int?
+    var max_position_embeddings: Int?
+    var attention_bias: Bool?
+    var mlp_bias: Bool?
     var tie_word_embeddings: Bool?
     var eos_token_id: IntList?
     var pad_token_id: Int?
+    var bos_token_id: Int?
     var image_token_id: Int?
     var video_token_id: Int?
     var vision_start_token_id: Int?
@@ -167,11 +265,12 @@ struct RawConfig: Codable {
     var vision_end_token_id: Int?
     var eos_token_id: IntList?
     var pad_token_id: Int?
+    var bos_token_id: Int?
     var top: RawText?
 
     enum CodingKeys: String, CodingKey {
         case model_type, text_config, vision_config, tie_word_embeddings, image_token_id, video_token_id
-        case vision_start_token_id, vision_end_token_id, eos_token_id, pad_token_id
+        case vision_start_token_id, vision_end_token_id, eos_token_id, pad_token_id, bos_token_id
     }
 
     init(from decoder: Decoder) throws {
@@ -186,12 +285,13 @@ struct RawConfig: Codable {
         vision_end_token_id = try c.decodeIfPresent(Int.self, forKey: .vision_end_token_id)
         eos_token_id = try c.decodeIfPresent(IntList.self, forKey: .eos_token_id)
         pad_token_id = try c.decodeIfPresent(Int.self, forKey: .pad_token_id)
+        bos_token_id = try c.decodeIfPresent(Int.self, forKey: .bos_token_id)
         top = try RawText(from: decoder)
     }
 
     func encode(to encoder: Encoder) throws {}
 
-    func resolve(file: String) throws -> QwenVLConfig {
+    func resolve(file: String) throws -> ModelConfig {
         guard let modelType = model_type else { throw ConfigError.missingKey(file: file, key: "model_type") }
         guard let family = ModelFamily(rawValue: modelType) else {
             throw ConfigError.unsupportedModelType(file: file, modelType: modelType)
@@ -212,43 +312,45 @@ struct RawConfig: Codable {
         let headDim = t?.head_dim ?? f?.head_dim ?? hidden / heads
         // v5 keeps rope settings in rope_parameters; older files in rope_scaling + rope_theta.
         let rope = t?.rope_parameters ?? f?.rope_parameters ?? t?.rope_scaling ?? f?.rope_scaling
-        guard let section = rope?.mrope_section else {
-            throw ConfigError.missingKey(file: file, key: "rope_scaling.mrope_section")
+        let theta = rope?.rope_theta ?? t?.rope_theta ?? f?.rope_theta ?? (family.hasVision ? 1_000_000 : 10_000)
+        let section: [Int]
+        if family.hasVision {
+            guard let s = rope?.mrope_section else { throw ConfigError.missingKey(file: file, key: "rope_scaling.mrope_section") }
+            section = s
+        } else {
+            section = [max(0, headDim / 2), 0, 0]
         }
-        guard section.reduce(0, +) * 2 == headDim, section.count == 3 else {
-            throw ConfigError.invalidValue(file: file, key: "mrope_section", reason: "\(section) must have 3 parts summing to head_dim/2 = \(headDim / 2)")
-        }
-        let text = TextConfig(
+        var text = TextConfig(
             hiddenSize: hidden,
             intermediateSize: try req("intermediate_size", t?.intermediate_size, f?.intermediate_size),
             numLayers: try req("num_hidden_layers", t?.num_hidden_layers, f?.num_hidden_layers),
             numHeads: heads,
             numKVHeads: kvHeads,
             headDim: headDim,
-            // transformers' class default is 1e-5; real checkpoints say 1e-6.
-            rmsNormEps: Float(t?.rms_norm_eps ?? f?.rms_norm_eps ?? 1e-5),
-            ropeTheta: rope?.rope_theta ?? t?.rope_theta ?? f?.rope_theta ?? 1_000_000,
+            // transformers' class default is 1e-5 (Llama 1e-6); real checkpoints say which.
+            rmsNormEps: Float(t?.rms_norm_eps ?? f?.rms_norm_eps ?? (family == .llama ? 1e-6 : 1e-5)),
+            ropeTheta: theta,
             mropeSection: section,
-            vocabSize: try req("vocab_size", t?.vocab_size, f?.vocab_size))
-        for (key, value) in [("intermediate_size", text.intermediateSize), ("num_hidden_layers", text.numLayers),
-                             ("vocab_size", text.vocabSize), ("head_dim", text.headDim)] where value <= 0 {
-            throw ConfigError.invalidValue(file: file, key: key, reason: "must be positive, got \(value)")
+            vocabSize: try req("vocab_size", t?.vocab_size, f?.vocab_size),
+            // Qwen2's q/k/v biases are part of the architecture, not a config switch.
+            attentionBias: family == .llama ? (t?.attention_bias ?? f?.attention_bias ?? false) : true,
+            mlpBias: family == .llama ? (t?.mlp_bias ?? f?.mlp_bias ?? false) : false,
+            maxPositions: t?.max_position_embeddings ?? f?.max_position_embeddings)
+        text.ropeFrequencyDivisors = try Self.ropeDivisors(rope, family: family, headDim: headDim, theta: theta, file: file)
+        try text.validate(file: file)
+        // text_config's tie flag wins: some 4.5x saves disagree at the top level.
+        let tied = t?.tie_word_embeddings ?? tie_word_embeddings ?? false
+        let eos = (t?.eos_token_id ?? eos_token_id)?.values ?? []
+        let pad = t?.pad_token_id ?? pad_token_id
+        let bos = t?.bos_token_id ?? bos_token_id
+        guard family.hasVision else {
+            return ModelConfig(family: family, text: text, vision: nil, imageTokenId: nil, videoTokenId: nil,
+                               visionStartTokenId: nil, visionEndTokenId: nil, eosTokenIds: eos, padTokenId: pad,
+                               bosTokenId: bos, tieWordEmbeddings: tied)
         }
         guard let v = vision_config else { throw ConfigError.missingKey(file: file, key: "vision_config") }
         let vision: VisionConfig
         switch family {
-        case .qwen25VL:
-            let vh = try req("vision_config.hidden_size", v.hidden_size, nil)
-            vision = VisionConfig(
-                depth: try req("vision_config.depth", v.depth, nil), hiddenSize: vh,
-                numHeads: try req("vision_config.num_heads", v.num_heads, nil),
-                intermediateSize: try req("vision_config.intermediate_size", v.intermediate_size, nil),
-                outHiddenSize: v.out_hidden_size ?? hidden,
-                patchSize: v.patch_size ?? v.spatial_patch_size ?? 14, temporalPatchSize: v.temporal_patch_size ?? 2,
-                spatialMergeSize: v.spatial_merge_size ?? 2, inChannels: v.in_channels ?? v.in_chans ?? 3,
-                windowSize: v.window_size ?? 112, fullAttentionBlocks: v.fullatt_block_indexes ?? [7, 15, 23, 31],
-                tokensPerSecond: v.tokens_per_second ?? 4, hiddenAct: v.hidden_act ?? "silu",
-                ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
         case .qwen2VL:
             let embed = try req("vision_config.embed_dim", v.embed_dim, nil)
             vision = VisionConfig(
@@ -260,6 +362,18 @@ struct RawConfig: Codable {
                 spatialMergeSize: v.spatial_merge_size ?? 2, inChannels: v.in_channels ?? v.in_chans ?? 3,
                 windowSize: 0, fullAttentionBlocks: [], tokensPerSecond: v.tokens_per_second ?? 2,
                 hiddenAct: v.hidden_act ?? "quick_gelu", ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
+        default:
+            let vh = try req("vision_config.hidden_size", v.hidden_size, nil)
+            vision = VisionConfig(
+                depth: try req("vision_config.depth", v.depth, nil), hiddenSize: vh,
+                numHeads: try req("vision_config.num_heads", v.num_heads, nil),
+                intermediateSize: try req("vision_config.intermediate_size", v.intermediate_size, nil),
+                outHiddenSize: v.out_hidden_size ?? hidden,
+                patchSize: v.patch_size ?? v.spatial_patch_size ?? 14, temporalPatchSize: v.temporal_patch_size ?? 2,
+                spatialMergeSize: v.spatial_merge_size ?? 2, inChannels: v.in_channels ?? v.in_chans ?? 3,
+                windowSize: v.window_size ?? 112, fullAttentionBlocks: v.fullatt_block_indexes ?? [7, 15, 23, 31],
+                tokensPerSecond: v.tokens_per_second ?? 4, hiddenAct: v.hidden_act ?? "silu",
+                ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
         }
         guard vision.numHeads > 0, vision.hiddenSize % vision.numHeads == 0, (vision.hiddenSize / vision.numHeads) % 4 == 0 else {
             throw ConfigError.invalidValue(file: file, key: "vision_config.num_heads", reason: "vision head_dim must be a multiple of 4")
@@ -271,17 +385,38 @@ struct RawConfig: Codable {
               vision.intermediateSize > 0, vision.inChannels > 0, vision.windowSize >= 0 else {
             throw ConfigError.invalidValue(file: file, key: "vision_config", reason: "sizes must be positive")
         }
-        // text_config's tie flag wins: some 4.5x saves disagree at the top level.
-        let tied = t?.tie_word_embeddings ?? tie_word_embeddings ?? false
-        return QwenVLConfig(
+        return ModelConfig(
             family: family, text: text, vision: vision,
             imageTokenId: try req("image_token_id", image_token_id, t?.image_token_id),
             videoTokenId: video_token_id ?? t?.video_token_id,
             visionStartTokenId: try req("vision_start_token_id", vision_start_token_id, t?.vision_start_token_id),
             visionEndTokenId: vision_end_token_id ?? t?.vision_end_token_id,
-            eosTokenIds: (t?.eos_token_id ?? eos_token_id)?.values ?? [],
-            padTokenId: t?.pad_token_id ?? pad_token_id,
-            tieWordEmbeddings: tied)
+            eosTokenIds: eos, padTokenId: pad, bosTokenId: bos, tieWordEmbeddings: tied)
+    }
+
+    /// The rotary scaling a config asks for, as per-pair divisors (nil: none). Unknown kinds are
+    /// refused rather than ignored: a silently unscaled RoPE gives plausible but wrong text.
+    static func ropeDivisors(_ rope: RawRope?, family: ModelFamily, headDim: Int, theta: Double, file: String) throws -> [Float]? {
+        let kind = rope?.rope_type ?? rope?.type ?? "default"
+        switch kind {
+        case "default", "mrope":
+            return nil
+        case "linear":
+            guard let factor = rope?.factor, factor > 0 else {
+                throw ConfigError.invalidValue(file: file, key: "rope_scaling.factor", reason: "linear scaling needs a positive factor")
+            }
+            return [Float](repeating: Float(factor), count: headDim / 2)
+        case "llama3":
+            guard let r = rope, let factor = r.factor, let low = r.low_freq_factor, let high = r.high_freq_factor,
+                  let original = r.original_max_position_embeddings, factor > 0, low > 0, high > low, original > 0 else {
+                throw ConfigError.invalidValue(file: file, key: "rope_scaling",
+                                               reason: "llama3 scaling needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings")
+            }
+            return TextConfig.llama3Divisors(headDim: headDim, theta: theta, factor: factor, lowFreqFactor: low,
+                                             highFreqFactor: high, originalContext: original)
+        default:
+            throw ConfigError.invalidValue(file: file, key: "rope_scaling.rope_type", reason: "'\(kind)' is not supported (default, linear, llama3)")
+        }
     }
 }
 

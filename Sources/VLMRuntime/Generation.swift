@@ -34,6 +34,8 @@ public struct GenerationOutput: Sendable {
     public var finishReason: FinishReason
     /// Real (unpadded) prompt tokens, image tokens included.
     public var promptTokens: Int
+    /// Images removed from this row's prompt because the model is text-only.
+    public var imagesDropped: Int = 0
 }
 
 /// Wall-clock split of one `generate` call.
@@ -55,6 +57,8 @@ public struct PromptBatch: Sendable {
     public var attentionMask: [[Int]]
     /// All images of all rows, row by row.
     public var images: ProcessedImages
+    /// Per row, the images a text-only model dropped from the conversation.
+    public var imagesDropped: [Int] = []
     public var length: Int { inputIds.first?.count ?? 0 }
 }
 
@@ -69,50 +73,128 @@ public final class PromptTrace: @unchecked Sendable {
     public init() {}
 }
 
-/// A Qwen2-VL or Qwen2.5-VL checkpoint loaded for inference on the CPU.
+/// How a checkpoint is loaded: the vision processor's pixel budget, the maths of prefill, the
+/// in-memory weight format and the activation path of decode.
+public struct LoadOptions: Sendable {
+    /// Override the processor config's min_pixels / max_pixels (CPU budgets).
+    public var minPixels: Int?
+    public var maxPixels: Int?
+    /// How prefill and vision multiply bf16 weights (default: exact fp32 maths).
+    public var precision: MatmulPrecision
+    /// Quantise a safetensors checkpoint's decoder weights at load (`--quantize q8_0`); GGUF files
+    /// are used as stored.
+    public var quantization: WeightQuantization?
+    /// How decode's dot products with quantised weights treat activations: `.float32` (exact, the
+    /// goldens' path) or `.ggml` (llama.cpp's quantised activations, faster, not exact).
+    public var activations: ActivationMode
+
+    public init(minPixels: Int? = nil, maxPixels: Int? = nil, precision: MatmulPrecision = .float32,
+                quantization: WeightQuantization? = nil, activations: ActivationMode = .float32) {
+        self.minPixels = minPixels
+        self.maxPixels = maxPixels
+        self.precision = precision
+        self.quantization = quantization
+        self.activations = activations
+    }
+}
+
+/// Why a checkpoint could not be loaded, beyond the readers' own errors.
+public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
+    /// The path is neither a checkpoint folder nor a GGUF file.
+    case notACheckpoint(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notACheckpoint(let path, let reason): return "\(path): not a model checkpoint: \(reason)"
+        }
+    }
+}
+
+/// The vision half of a vision-language model: tower, image processor and the prompt's image token.
+struct VisionPart: @unchecked Sendable {
+    let tower: VisionTower
+    let processor: ImageProcessor
+    let config: VisionConfig
+    let imageTokenId: Int
+}
+
+/// A checkpoint loaded for inference on the CPU: a Qwen2-VL / Qwen2.5-VL folder (vision + text),
+/// a text-only Llama / Qwen2 folder, or a GGUF file (Llama family, e.g. SmolLM2).
 ///
 /// `load(path:)` reads a folder as Hugging Face publishes it (config.json, safetensors shards,
-/// tokenizer.json, processor config); `generate` takes chat conversations with images and
-/// returns the generated tokens and text per conversation.
+/// tokenizer.json, processor config, chat template) or a `.gguf` file (metadata, tokenizer, chat
+/// template and weights in one); both feed the same decoder. `generate` takes chat conversations
+/// and returns the generated tokens and text per conversation. A text-only model cannot see
+/// images: their parts are dropped from the prompt and counted in `GenerationOutput.imagesDropped`.
 public final class VLMModel: @unchecked Sendable {
-    public let directory: String
-    public let config: QwenVLConfig
+    /// The folder or GGUF file the model was loaded from.
+    public let path: String
+    /// `path` under its older name (checkpoints used to be folders only).
+    public var directory: String { path }
+    public let config: ModelConfig
     public let tokenizer: Tokenizer
-    public let processor: ImageProcessor
+    /// The image processor; nil for text-only models.
+    public var processor: ImageProcessor? { vision?.processor }
     public let template: ChatTemplate
-    /// Ids that end a row (generation_config.json, config.json and the tokenizer's EOS).
+    /// Ids that end a row (config, generation_config.json, the tokenizer's EOS and end-of-turn tokens).
     public let stopTokenIds: Set<Int>
     /// Id written into left padding and into rows that already stopped.
     public let padTokenId: Int
-    let vision: VisionTower
-    let decoder: Qwen2Decoder
+    /// Whether the checkpoint was a GGUF file.
+    public let isGGUF: Bool
+    let vision: VisionPart?
+    let decoder: TransformerDecoder
+
+    /// Whether the model takes images (text-only models drop them from prompts).
+    public var acceptsImages: Bool { vision != nil }
+
+    /// Loads a checkpoint folder or a `.gguf` file.
+    public static func load(path: String, options: LoadOptions = LoadOptions()) throws -> VLMModel {
+        try VLMModel(path: path, options: options)
+    }
 
     /// - Parameters:
     ///   - minPixels / maxPixels: override the processor config (CPU budgets)
     ///   - precision: how prefill and vision multiply bf16 weights (default: exact fp32 maths)
     public static func load(path: String, minPixels: Int? = nil, maxPixels: Int? = nil, precision: MatmulPrecision = .float32) throws -> VLMModel {
-        try VLMModel(path: path, minPixels: minPixels, maxPixels: maxPixels, precision: precision)
+        try VLMModel(path: path, options: LoadOptions(minPixels: minPixels, maxPixels: maxPixels, precision: precision))
     }
 
-    init(path: String, minPixels: Int?, maxPixels: Int?, precision: MatmulPrecision) throws {
-        directory = path
-        func file(_ n: String) -> String { (path as NSString).appendingPathComponent(n) }
+    init(path: String, options: LoadOptions) throws {
+        self.path = path
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
-            throw ConfigError.unreadable(file: path, reason: "checkpoint folder not found")
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelLoadError.notACheckpoint(path: path, reason: "no such file or folder")
         }
-        config = try QwenVLConfig.load(path: file("config.json"))
-        tokenizer = try Tokenizer(path: file("tokenizer.json"))
-        var pc = try ProcessorConfig.load(directory: path)
-        if let minPixels { pc.minPixels = minPixels }
-        if let maxPixels { pc.maxPixels = maxPixels }
-        processor = ImageProcessor(config: pc)
-        template = ChatTemplate.forCheckpoint(directory: path, config: config, tokenizer: tokenizer)
-        guard config.vision.patchSize == pc.patchSize, config.vision.spatialMergeSize == pc.mergeSize,
-              config.vision.temporalPatchSize == pc.temporalPatchSize else {
-            throw ConfigError.invalidValue(file: file("preprocessor_config.json"), key: "patch_size/merge_size",
-                                           reason: "processor and vision_config disagree")
+        if !isDir.boolValue {
+            // A single file: GGUF is the one single-file format the runtime reads.
+            let file = try GGUFFile(path: path)
+            let config = try ModelConfig(gguf: file)
+            let data = try GGUFTokenizerData(metadata: file.metadata)
+            let tokenizer = try Tokenizer(gguf: data)
+            self.config = config
+            self.tokenizer = tokenizer
+            template = try ChatTemplate.forGGUF(data)
+            var stops = Set(config.eosTokenIds)
+            // llama.cpp also ends generation on the chat formats' end-of-turn tokens when the file
+            // marks them as control tokens (its "EOG" set); the same list is used here.
+            for id in data.controlTokenIDs where Self.endOfTurnTokens.contains(data.tokens[id]) { stops.insert(id) }
+            guard let anyStop = stops.min() else { throw ConfigError.missingKey(file: path, key: "tokenizer.ggml.eos_token_id") }
+            stopTokenIds = stops
+            padTokenId = config.padTokenId ?? config.eosTokenIds.first ?? anyStop
+            isGGUF = true
+            vision = nil
+            let weights = GGUFWeights(file: file, permutedQK: ModelConfig.ggufPermutedQK(file), headDim: config.text.headDim)
+            decoder = try TransformerDecoder(config: config.text, weights: weights, tied: config.tieWordEmbeddings,
+                                             activations: options.activations)
+            return
         }
+        func file(_ n: String) -> String { (path as NSString).appendingPathComponent(n) }
+        let config = try ModelConfig.load(path: file("config.json"))
+        let tokenizer = try Tokenizer(path: file("tokenizer.json"))
+        self.config = config
+        self.tokenizer = tokenizer
+        template = try ChatTemplate.forCheckpoint(directory: path, config: config, tokenizer: tokenizer)
 
         var stops = Set(config.eosTokenIds)
         var pad = config.padTokenId
@@ -122,44 +204,72 @@ public final class VLMModel: @unchecked Sendable {
             if let e = g["eos_token_id"] as? [NSNumber] { stops.formUnion(e.map(\.intValue)) }
             if pad == nil, let p = g["pad_token_id"] as? NSNumber { pad = p.intValue }
         }
-        if let d = FileManager.default.contents(atPath: file("tokenizer_config.json")),
-           let t = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] {
-            if let e = t["eos_token"] as? String, let id = tokenizer.tokenId(e) { stops.insert(id) }
-            if pad == nil, let p = t["pad_token"] as? String { pad = tokenizer.tokenId(p) }
+        if let eos = ChatTemplate.specialTokens(directory: path).eos, let id = tokenizer.tokenId(eos) { stops.insert(id) }
+        if pad == nil, let d = FileManager.default.contents(atPath: file("tokenizer_config.json")),
+           let t = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any], let p = t["pad_token"] as? String {
+            pad = tokenizer.tokenId(p)
         }
-        guard !stops.isEmpty else { throw ConfigError.missingKey(file: file("config.json"), key: "eos_token_id") }
+        guard let anyStop = stops.min() else { throw ConfigError.missingKey(file: file("config.json"), key: "eos_token_id") }
         stopTokenIds = stops
-        padTokenId = pad ?? stops.min()! // invariant: stops is non-empty (checked above)
+        padTokenId = pad ?? anyStop
+        isGGUF = false
 
         let checkpoint = try SafeTensorsCheckpoint(directory: path)
-        let weights = WeightLoader(checkpoint: checkpoint, precision: precision)
-        vision = try VisionTower(family: config.family, config: config.vision, weights: weights)
-        decoder = try Qwen2Decoder(config: config.text, weights: weights, tied: config.tieWordEmbeddings)
+        let weights = WeightLoader(checkpoint: checkpoint, precision: options.precision, quantization: options.quantization)
+        if let visionConfig = config.vision, let imageToken = config.imageTokenId {
+            var pc = try ProcessorConfig.load(directory: path)
+            if let minPixels = options.minPixels { pc.minPixels = minPixels }
+            if let maxPixels = options.maxPixels { pc.maxPixels = maxPixels }
+            guard visionConfig.patchSize == pc.patchSize, visionConfig.spatialMergeSize == pc.mergeSize,
+                  visionConfig.temporalPatchSize == pc.temporalPatchSize else {
+                throw ConfigError.invalidValue(file: file("preprocessor_config.json"), key: "patch_size/merge_size",
+                                               reason: "processor and vision_config disagree")
+            }
+            vision = VisionPart(tower: try VisionTower(family: config.family, config: visionConfig, weights: weights),
+                                processor: ImageProcessor(config: pc), config: visionConfig, imageTokenId: imageToken)
+        } else {
+            vision = nil
+        }
+        decoder = try TransformerDecoder(config: config.text, weights: weights, tied: config.tieWordEmbeddings,
+                                         activations: options.activations)
     }
 
-    public var imageTokensPerGridMerge: Int { config.vision.spatialMergeSize }
+    /// Control-token texts that end a turn in common chat formats (llama.cpp's end-of-generation list).
+    static let endOfTurnTokens: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<|eom_id|>", "<|return|>", "<|end_of_text|>",
+    ]
+
+    public var imageTokensPerGridMerge: Int { vision?.config.spatialMergeSize ?? 1 }
 
     // MARK: - Prompt preparation
 
     /// Renders each conversation through the chat template, tokenizes it, expands each image
-    /// placeholder to the image's token count, and left-pads the batch.
+    /// placeholder to the image's token count, and left-pads the batch. A text-only model drops
+    /// image parts first and records how many in `PromptBatch.imagesDropped`.
     public func prepare(_ conversations: [[ChatMessage]]) throws -> PromptBatch {
         var rows: [[Int]] = []
-        var allImages: [PixelImage] = []
         var grids: [ImageGrid] = []
         var values: [Float] = []
-        for conv in conversations {
-            let text = template.render(conv)
-            let images = conv.flatMap(\.images)
-            let processed = try processor.process(images)
+        var dropped: [Int] = []
+        for original in conversations {
+            let conv = vision == nil ? original.map(\.withoutImages) : original
+            dropped.append(original.reduce(0) { $0 + $1.images.count } - conv.reduce(0) { $0 + $1.images.count })
+            let text = try template.render(conv)
+            var encoded = tokenizer.encode(text)
+            if tokenizer.addsBOS, let bos = tokenizer.bosTokenId, encoded.first != bos { encoded.insert(bos, at: 0) }
+            guard let vision else {
+                rows.append(encoded)
+                continue
+            }
+            let processed = try vision.processor.process(conv.flatMap(\.images))
             var ids: [Int] = []
             var k = 0
-            for id in tokenizer.encode(text) {
-                if id == config.imageTokenId {
+            for id in encoded {
+                if id == vision.imageTokenId {
                     guard k < processed.grids.count else {
                         throw ModelInputError.missingImage("the prompt has more image placeholders than images")
                     }
-                    ids += Array(repeating: id, count: processed.grids[k].tokens(merge: config.vision.spatialMergeSize))
+                    ids += Array(repeating: id, count: processed.grids[k].tokens(merge: vision.config.spatialMergeSize))
                     k += 1
                 } else {
                     ids.append(id)
@@ -169,7 +279,6 @@ public final class VLMModel: @unchecked Sendable {
                 throw ModelInputError.imageTokenMismatch(tokens: k, embeddings: processed.grids.count)
             }
             rows.append(ids)
-            allImages += images
             grids += processed.grids
             values += processed.pixelValues
         }
@@ -177,8 +286,25 @@ public final class VLMModel: @unchecked Sendable {
         guard s > 0 else { throw ModelInputError.emptyPrompt }
         let ids = rows.map { Array(repeating: padTokenId, count: s - $0.count) + $0 }
         let mask = rows.map { Array(repeating: 0, count: s - $0.count) + Array(repeating: 1, count: $0.count) }
-        let rowLength = 3 * processor.config.temporalPatchSize * processor.config.patchSize * processor.config.patchSize
-        return PromptBatch(inputIds: ids, attentionMask: mask, images: ProcessedImages(pixelValues: values, rowLength: rowLength, grids: grids))
+        let rowLength = vision.map { 3 * $0.processor.config.temporalPatchSize * $0.processor.config.patchSize * $0.processor.config.patchSize } ?? 0
+        return PromptBatch(inputIds: ids, attentionMask: mask, images: ProcessedImages(pixelValues: values, rowLength: rowLength, grids: grids),
+                           imagesDropped: dropped)
+    }
+
+    /// A batch of raw token-id prompts (no chat template), left-padded: benchmarks and tests that
+    /// need an exact prompt length or ids.
+    public func prepare(tokenIds rows: [[Int]]) throws -> PromptBatch {
+        let s = rows.map(\.count).max() ?? 0
+        guard s > 0 else { throw ModelInputError.emptyPrompt }
+        let v = config.text.vocabSize
+        for row in rows { for id in row where id < 0 || id >= v { throw ModelInputError.tokenOutOfRange(id: id, vocabulary: v) } }
+        if let vision { for row in rows where row.contains(vision.imageTokenId) {
+            throw ModelInputError.missingImage("raw token prompts cannot hold image placeholders")
+        } }
+        return PromptBatch(inputIds: rows.map { Array(repeating: padTokenId, count: s - $0.count) + $0 },
+                           attentionMask: rows.map { Array(repeating: 0, count: s - $0.count) + Array(repeating: 1, count: $0.count) },
+                           images: ProcessedImages(pixelValues: [], rowLength: 0, grids: []),
+                           imagesDropped: Array(repeating: 0, count: rows.count))
     }
 
     /// `get_rope_index` for images: [3][batch · length] positions (padding 0) and the next
@@ -237,11 +363,15 @@ public final class VLMModel: @unchecked Sendable {
     /// Runs vision and the decoder over a prepared batch, filling `cache`; returns the final-norm
     /// hidden states [batch · length, hidden] and the next position per row.
     func prefill(_ batch: PromptBatch, cache: KVCache, trace: PromptTrace? = nil, stats: inout GenerationStats) throws -> (hidden: [Float], next: [Int]) {
-        let b = batch.inputIds.count, s = batch.length, h = config.text.hiddenSize
+        let s = batch.length, h = config.text.hiddenSize
+        if let limit = config.text.maxPositions, cache.capacity > limit {
+            throw ModelInputError.contextTooLong(tokens: cache.capacity, limit: limit)
+        }
         let t0 = Date()
         var imageEmbeds: [Float] = []
         if !batch.images.grids.isEmpty {
-            imageEmbeds = vision.forward(batch.images.pixelValues, grids: batch.images.grids, trace: trace?.vision)
+            guard let vision else { throw ModelInputError.missingImage("this model is text-only and cannot take images") }
+            imageEmbeds = vision.tower.forward(batch.images.pixelValues, grids: batch.images.grids, trace: trace?.vision)
         }
         stats.images += batch.images.grids.count
         stats.visionSeconds += Date().timeIntervalSince(t0)
@@ -250,14 +380,15 @@ public final class VLMModel: @unchecked Sendable {
         var x = try decoder.embed(flat)
         let imageRows = imageEmbeds.count / h
         var k = 0
-        for (i, id) in flat.enumerated() where id == config.imageTokenId && batch.attentionMask[i / s][i % s] != 0 {
+        let imageToken = vision?.imageTokenId ?? -1
+        for (i, id) in flat.enumerated() where id == imageToken && batch.attentionMask[i / s][i % s] != 0 {
             guard k < imageRows else { throw ModelInputError.imageTokenMismatch(tokens: k + 1, embeddings: imageRows) }
             for j in 0..<h { x[i * h + j] = imageEmbeds[k * h + j] }
             k += 1
         }
         guard k == imageRows else { throw ModelInputError.imageTokenMismatch(tokens: k, embeddings: imageRows) }
         let (pos, next) = try Self.ropeIndex(inputIds: batch.inputIds, mask: batch.attentionMask, grids: batch.images.grids,
-                                             imageTokenId: config.imageTokenId, merge: config.vision.spatialMergeSize)
+                                             imageTokenId: imageToken, merge: vision?.config.spatialMergeSize ?? 1)
         if let trace {
             trace.inputsEmbeds = x
             trace.positions = pos
@@ -267,7 +398,6 @@ public final class VLMModel: @unchecked Sendable {
         let hidden = decoder.forward(x, positions: pos, mask: mask, steps: s, cache: cache, trace: trace?.decoder)
         stats.prefillSeconds += Date().timeIntervalSince(t1)
         stats.prefillTokens += mask.filter { $0 }.count
-        _ = b
         return (hidden, next)
     }
 
@@ -323,7 +453,8 @@ public final class VLMModel: @unchecked Sendable {
             let ids = generated[r]
             let reason: FinishReason = ids.last.map { stopTokenIds.contains($0) } == true ? .stop : .length
             return GenerationOutput(tokenIds: ids, text: tokenizer.decode(ids, skipSpecialTokens: true), finishReason: reason,
-                                    promptTokens: batch.attentionMask[r].reduce(0, +))
+                                    promptTokens: batch.attentionMask[r].reduce(0, +),
+                                    imagesDropped: r < batch.imagesDropped.count ? batch.imagesDropped[r] : 0)
         }
     }
 

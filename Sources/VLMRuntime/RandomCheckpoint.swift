@@ -48,47 +48,54 @@ public struct SafeTensorsWriter {
 }
 
 /// A randomly initialised checkpoint with the tensor names and shapes a config implies (Hub
-/// layout), for benchmarks and side-by-side runs: `assay model init-random`.
+/// layout; any supported family, vision or text-only), for benchmarks and side-by-side runs:
+/// `assay model init-random`.
 public enum RandomCheckpoint {
     /// Every tensor a Hub-layout checkpoint of `config` holds.
-    public static func tensorShapes(_ config: QwenVLConfig) -> [(name: String, shape: [Int])] {
-        let t = config.text, v = config.vision
-        let h = t.hiddenSize, hd = t.headDim, d = v.hiddenSize, m2 = v.spatialMergeSize * v.spatialMergeSize
+    public static func tensorShapes(_ config: ModelConfig) -> [(name: String, shape: [Int])] {
+        let t = config.text
+        let h = t.hiddenSize, hd = t.headDim
         var out: [(String, [Int])] = []
-        let layerNorm = config.family == .qwen2VL
-        out.append(("visual.patch_embed.proj.weight", [d, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize]))
-        for i in 0..<v.depth {
-            let p = "visual.blocks.\(i)."
-            for n in ["norm1", "norm2"] {
-                out.append((p + n + ".weight", [d]))
-                if layerNorm { out.append((p + n + ".bias", [d])) }
-            }
-            out += [(p + "attn.qkv.weight", [3 * d, d]), (p + "attn.qkv.bias", [3 * d]),
-                    (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d])]
-            if layerNorm {
-                out += [(p + "mlp.fc1.weight", [v.intermediateSize, d]), (p + "mlp.fc1.bias", [v.intermediateSize]),
-                        (p + "mlp.fc2.weight", [d, v.intermediateSize]), (p + "mlp.fc2.bias", [d])]
-            } else {
-                for n in ["gate_proj", "up_proj"] {
-                    out += [(p + "mlp.\(n).weight", [v.intermediateSize, d]), (p + "mlp.\(n).bias", [v.intermediateSize])]
+        if let v = config.vision {
+            let d = v.hiddenSize, m2 = v.spatialMergeSize * v.spatialMergeSize
+            let layerNorm = config.family == .qwen2VL
+            out.append(("visual.patch_embed.proj.weight", [d, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize]))
+            for i in 0..<v.depth {
+                let p = "visual.blocks.\(i)."
+                for n in ["norm1", "norm2"] {
+                    out.append((p + n + ".weight", [d]))
+                    if layerNorm { out.append((p + n + ".bias", [d])) }
                 }
-                out += [(p + "mlp.down_proj.weight", [d, v.intermediateSize]), (p + "mlp.down_proj.bias", [d])]
+                out += [(p + "attn.qkv.weight", [3 * d, d]), (p + "attn.qkv.bias", [3 * d]),
+                        (p + "attn.proj.weight", [d, d]), (p + "attn.proj.bias", [d])]
+                if layerNorm {
+                    out += [(p + "mlp.fc1.weight", [v.intermediateSize, d]), (p + "mlp.fc1.bias", [v.intermediateSize]),
+                            (p + "mlp.fc2.weight", [d, v.intermediateSize]), (p + "mlp.fc2.bias", [d])]
+                } else {
+                    for n in ["gate_proj", "up_proj"] {
+                        out += [(p + "mlp.\(n).weight", [v.intermediateSize, d]), (p + "mlp.\(n).bias", [v.intermediateSize])]
+                    }
+                    out += [(p + "mlp.down_proj.weight", [d, v.intermediateSize]), (p + "mlp.down_proj.bias", [d])]
+                }
             }
+            out.append(("visual.merger.ln_q.weight", [d]))
+            if layerNorm { out.append(("visual.merger.ln_q.bias", [d])) }
+            out += [("visual.merger.mlp.0.weight", [d * m2, d * m2]), ("visual.merger.mlp.0.bias", [d * m2]),
+                    ("visual.merger.mlp.2.weight", [v.outHiddenSize, d * m2]), ("visual.merger.mlp.2.bias", [v.outHiddenSize])]
         }
-        out.append(("visual.merger.ln_q.weight", [d]))
-        if layerNorm { out.append(("visual.merger.ln_q.bias", [d])) }
-        out += [("visual.merger.mlp.0.weight", [d * m2, d * m2]), ("visual.merger.mlp.0.bias", [d * m2]),
-                ("visual.merger.mlp.2.weight", [v.outHiddenSize, d * m2]), ("visual.merger.mlp.2.bias", [v.outHiddenSize])]
         out.append(("model.embed_tokens.weight", [t.vocabSize, h]))
         for i in 0..<t.numLayers {
             let p = "model.layers.\(i)."
-            out += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h]),
-                    (p + "self_attn.q_proj.weight", [t.numHeads * hd, h]), (p + "self_attn.q_proj.bias", [t.numHeads * hd]),
-                    (p + "self_attn.k_proj.weight", [t.numKVHeads * hd, h]), (p + "self_attn.k_proj.bias", [t.numKVHeads * hd]),
-                    (p + "self_attn.v_proj.weight", [t.numKVHeads * hd, h]), (p + "self_attn.v_proj.bias", [t.numKVHeads * hd]),
-                    (p + "self_attn.o_proj.weight", [h, t.numHeads * hd]),
-                    (p + "mlp.gate_proj.weight", [t.intermediateSize, h]), (p + "mlp.up_proj.weight", [t.intermediateSize, h]),
-                    (p + "mlp.down_proj.weight", [h, t.intermediateSize])]
+            out += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h])]
+            for (n, rows) in [("q_proj", t.numHeads * hd), ("k_proj", t.numKVHeads * hd), ("v_proj", t.numKVHeads * hd)] {
+                out.append((p + "self_attn.\(n).weight", [rows, h]))
+                if t.attentionBias { out.append((p + "self_attn.\(n).bias", [rows])) }
+            }
+            out.append((p + "self_attn.o_proj.weight", [h, t.numHeads * hd]))
+            for (n, shape) in [("gate_proj", [t.intermediateSize, h]), ("up_proj", [t.intermediateSize, h]), ("down_proj", [h, t.intermediateSize])] {
+                out.append((p + "mlp.\(n).weight", shape))
+                if t.mlpBias { out.append((p + "mlp.\(n).bias", [shape[0]])) }
+            }
         }
         out.append(("model.norm.weight", [h]))
         if !config.tieWordEmbeddings { out.append(("lm_head.weight", [t.vocabSize, h])) }
@@ -100,7 +107,7 @@ public enum RandomCheckpoint {
     /// Weights follow the golden fixtures' recipe: biases N(0, 0.1), norms 1 + 0.1·N(0, 1),
     /// matrices N(0, 1/fan_in), embeddings N(0, 1) (0.35 when tied), lm_head N(0, 0.3).
     public static func write(configPath: String, to directory: String, dtype: DType, seed: UInt64) throws {
-        let config = try QwenVLConfig.load(path: configPath)
+        let config = try ModelConfig.load(path: configPath)
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let srcDir = (configPath as NSString).deletingLastPathComponent

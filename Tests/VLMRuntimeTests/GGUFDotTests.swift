@@ -170,6 +170,41 @@ final class GGUFDotTests: XCTestCase {
         }
     }
 
+    func testNativeKernelsAgreeWithTheSwiftKernelsOnBothPaths() throws {
+        guard NativeKernels.level != 0 else { throw XCTSkip("no AVX2/AVX512 here: the Swift kernels are the only ones") }
+        for type in [GGMLType.q4_1, .q8_0] {
+            let columns = 17 * 32  // an odd block count
+            let m = try randomMatrix(type, rows: 23, columns: columns, seed: 300 + UInt64(type.rawValue))
+            let x = randomVector(columns, seed: 31)
+            let base = try XCTUnwrap(m.bytes.baseAddress)
+            func run(_ a: PreparedActivation) -> [Float] {
+                var y = [Float](repeating: 0, count: m.rows)
+                a.withView { v in y.withUnsafeMutableBufferPointer { out in
+                    QuantizedMatrix.products(type, columns, m.rowBytes, base, 0..<m.rows, v, out.baseAddress!)  // invariant: rows > 0
+                } }
+                return y
+            }
+            let exact = x.withUnsafeBufferPointer { xb in
+                (run(PreparedActivation(exact: xb.baseAddress!, count: columns, for: type, native: true)),  // invariant: non-empty
+                 run(PreparedActivation(exact: xb.baseAddress!, count: columns, for: type, native: false)))
+            }
+            let act = try QuantizedActivation(quantizing: x, for: type)
+            let ggml = act.encodedBytes.withUnsafeBytes { e in
+                (run(PreparedActivation(encoded: e.baseAddress!, format: act.format, weightType: type, count: columns, native: true)),  // invariant: non-empty
+                 run(PreparedActivation(encoded: e.baseAddress!, format: act.format, weightType: type, count: columns, native: false)))
+            }
+            // Native dequantisation (prefill tiles) is bit-identical to the reference one.
+            var rows = [Float](repeating: 0, count: m.rows * columns)
+            rows.withUnsafeMutableBufferPointer { NativeKernels.dequantize(type, base, rowBytes: m.rowBytes, rows: m.rows, columns: columns, into: $0.baseAddress!) }  // invariant: non-empty
+            XCTAssertEqual(rows.map(\.bitPattern), try m.dequantizeAll().map(\.bitPattern), "\(type) native dequantisation")
+            for r in 0..<m.rows {
+                let (_, mag) = ggufReferenceDot(try m.dequantizeRow(r), x)
+                XCTAssertEqual(exact.0[r], exact.1[r], accuracy: Float(2e-6 * mag + 1e-6), "\(type) f32 row \(r)")
+                XCTAssertEqual(ggml.0[r], ggml.1[r], accuracy: Float(2e-6 * mag + 1e-6), "\(type) ggml row \(r)")
+            }
+        }
+    }
+
     func testFastRoundingIsRoundfForEveryQuantRange() {
         var g = GGUFTestRNG(seed: 4)
         var samples: [Float] = [0.49999997, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, 127.49998, 127.5, -127.5, 128.5, 1e30, -1e30,
@@ -399,8 +434,14 @@ final class GGUFMatmulTests: XCTestCase {
         let m = try file.matrix(named: "blk.5.attn_q.weight")
         let y = try m.matmul(x, count: 12)
         for t in [0, 7, 11] {
-            let single = try m.matvec(Array(x[(t * 576)..<((t + 1) * 576)]))
-            for r in 0..<576 { XCTAssertEqual(y[t * 576 + r], single[r], accuracy: 1e-4 * max(1, abs(single[r]))) }
+            let xt = Array(x[(t * 576)..<((t + 1) * 576)])
+            let single = try m.matvec(xt)
+            for r in 0..<576 {
+                // The residual stream reaches ~860, so sums cancel: the rounding error scales with
+                // Σ|w·x|, not with the result (both paths are within ~6e-7 of it in Double).
+                let (_, mag) = ggufReferenceDot(try m.dequantizeRow(r), xt)
+                XCTAssertEqual(Double(y[t * 576 + r]), Double(single[r]), accuracy: 4e-6 * mag + 1e-6)
+            }
         }
         XCTAssertThrowsError(try m.matmul([Float](repeating: 0, count: 575), count: 1))
     }

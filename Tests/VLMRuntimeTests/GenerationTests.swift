@@ -64,7 +64,7 @@ final class GenerationTests: XCTestCase {
         let b = try Data(contentsOf: tmp.appendingPathComponent("b/model.safetensors"))
         XCTAssertEqual(a, b)
         let model = try VLMModel.load(path: tmp.appendingPathComponent("a").path)
-        XCTAssertEqual(model.weightDType, .bf16)
+        XCTAssertEqual(model.weightFormat, "BF16")
         let out = try model.generate([[.user([.text("Hello")])]], parameters: GenerationParameters(maxNewTokens: 4))
         XCTAssertFalse(out[0].tokenIds.isEmpty)
         XCTAssertEqual(try CheckpointFingerprint.compute(directory: tmp.appendingPathComponent("a").path),

@@ -107,7 +107,7 @@ final class ModelGoldenTests: XCTestCase {
 
     func checkVision(_ model: VLMModel, _ g: SafeTensorsFile, prefix: String, key: String, pixels: [Float], grids: [ImageGrid]) throws {
         let trace = VisionTrace()
-        let embeds = model.vision.forward(pixels, grids: grids, trace: trace)
+        let embeds = try XCTUnwrap(model.vision).tower.forward(pixels, grids: grids, trace: trace)
         assertClose(trace.stages["patch_embed"] ?? [], try g.floats("\(key)/patch_embed"), "\(prefix) patch_embed")
         assertClose(trace.rotaryAngles, try g.floats("\(key)/rotary_angles"), atol: 1e-6, rtol: 1e-6, "\(prefix) rotary_angles")
         XCTAssertEqual(trace.cuSeqlens, try g.integers("\(key)/cu_seqlens"), "\(prefix) cu_seqlens")
@@ -116,10 +116,10 @@ final class ModelGoldenTests: XCTestCase {
             XCTAssertEqual(trace.cuWindowSeqlens, try g.integers("\(key)/cu_window_seqlens"), "\(prefix) cu_window_seqlens")
         }
         if g.entries["\(key)/rotary_pos_ids"] != nil {
-            let (hs, ws) = VisionTower.patchPositions(grids, merge: model.config.vision.spatialMergeSize)
+            let (hs, ws) = VisionTower.patchPositions(grids, merge: try XCTUnwrap(model.config.vision).spatialMergeSize)
             XCTAssertEqual(zip(hs, ws).flatMap { [$0, $1] }, try g.integers("\(key)/rotary_pos_ids"), "\(prefix) rotary_pos_ids")
         }
-        for i in 0..<model.config.vision.depth {
+        for i in 0..<(try XCTUnwrap(model.config.vision).depth) {
             assertClose(trace.stages["block_\(i)"] ?? [], try g.floats("\(key)/block_\(i)"), "\(prefix) block_\(i)")
         }
         assertClose(trace.stages["merger"] ?? [], try g.floats("\(key)/merger"), "\(prefix) merger")

@@ -92,25 +92,25 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testThreeConfigLayoutsResolveToTheSameModel() throws {
-        let a = try QwenVLConfig.load(path: try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint/config.json").path)
-        var b = try QwenVLConfig.load(path: try Fixtures.require("goldens/qwen2_5_vl_tiny_bf16_v5/checkpoint/config.json").path)
+        let a = try ModelConfig.load(path: try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint/config.json").path)
+        var b = try ModelConfig.load(path: try Fixtures.require("goldens/qwen2_5_vl_tiny_bf16_v5/checkpoint/config.json").path)
         XCTAssertFalse(a.tieWordEmbeddings)
         XCTAssertTrue(b.tieWordEmbeddings)
         b.tieWordEmbeddings = false
         b.eosTokenIds = a.eosTokenIds
         b.padTokenId = a.padTokenId
         XCTAssertEqual(a.text, b.text)
-        XCTAssertEqual(a.vision.fullAttentionBlocks, b.vision.fullAttentionBlocks)
+        XCTAssertEqual(a.vision?.fullAttentionBlocks, b.vision?.fullAttentionBlocks)
         let rawA = try Fixtures.json("goldens/qwen2_5_vl_tiny/checkpoint/config.json")
         XCTAssertEqual(a.text.mropeSection, ((rawA["rope_scaling"] as? [String: Any])?["mrope_section"] as? [NSNumber])?.map(\.intValue))
         let q2Path = try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint/config.json").path
-        let q2 = try QwenVLConfig.load(path: q2Path)
+        let q2 = try ModelConfig.load(path: q2Path)
         XCTAssertEqual(q2.family, .qwen2VL)
         let rawV = try Fixtures.json("goldens/qwen2_vl_tiny/checkpoint/config.json")["vision_config"] as! [String: Any]
-        XCTAssertEqual(q2.vision.intermediateSize, (rawV["embed_dim"] as! NSNumber).intValue * (rawV["mlp_ratio"] as! NSNumber).intValue)
+        XCTAssertEqual(q2.vision?.intermediateSize, (rawV["embed_dim"] as! NSNumber).intValue * (rawV["mlp_ratio"] as! NSNumber).intValue)
         // flat + text_config (transformers 4.52+): text_config wins for tie_word_embeddings.
         let mixed = #"{"model_type":"qwen2_5_vl","hidden_size":64,"tie_word_embeddings":false,"image_token_id":5,"vision_start_token_id":4,"text_config":{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":10,"tie_word_embeddings":true,"rope_scaling":{"type":"default","mrope_section":[2,3,3]}},"vision_config":{"depth":1,"hidden_size":32,"num_heads":2,"intermediate_size":64,"out_hidden_size":64}}"#
-        let m = try QwenVLConfig.parse(Data(mixed.utf8), file: "mixed.json")
+        let m = try ModelConfig.parse(Data(mixed.utf8), file: "mixed.json")
         XCTAssertTrue(m.tieWordEmbeddings)
         XCTAssertEqual(m.text.numLayers, 2)
         XCTAssertEqual(WeightLayout.canonical("language_model.model.layers.0.mlp.up_proj.weight"), "model.layers.0.mlp.up_proj.weight")

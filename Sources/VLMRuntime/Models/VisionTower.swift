@@ -76,23 +76,23 @@ final class VisionTower: @unchecked Sendable {
             let p = "visual.blocks.\(i)."
             let mlp: VisionMLP
             if family == .qwen25VL {
-                mlp = .gated(gate: try w.linear(p + "mlp.gate_proj", out: c.intermediateSize, in: d, bias: true),
-                             up: try w.linear(p + "mlp.up_proj", out: c.intermediateSize, in: d, bias: true),
-                             down: try w.linear(p + "mlp.down_proj", out: d, in: c.intermediateSize, bias: true))
+                mlp = .gated(gate: try w.denseLinear(p + "mlp.gate_proj", out: c.intermediateSize, in: d, bias: true),
+                             up: try w.denseLinear(p + "mlp.up_proj", out: c.intermediateSize, in: d, bias: true),
+                             down: try w.denseLinear(p + "mlp.down_proj", out: d, in: c.intermediateSize, bias: true))
             } else {
-                mlp = .plain(fc1: try w.linear(p + "mlp.fc1", out: c.intermediateSize, in: d, bias: true),
-                             fc2: try w.linear(p + "mlp.fc2", out: d, in: c.intermediateSize, bias: true),
+                mlp = .plain(fc1: try w.denseLinear(p + "mlp.fc1", out: c.intermediateSize, in: d, bias: true),
+                             fc2: try w.denseLinear(p + "mlp.fc2", out: d, in: c.intermediateSize, bias: true),
                              quickGelu: c.hiddenAct == "quick_gelu")
             }
             blocks.append(VisionBlock(norm1: try norm(p + "norm1"), norm2: try norm(p + "norm2"),
-                                      qkv: try w.linear(p + "attn.qkv", out: 3 * d, in: d, bias: true),
-                                      proj: try w.linear(p + "attn.proj", out: d, in: d, bias: true), mlp: mlp))
+                                      qkv: try w.denseLinear(p + "attn.qkv", out: 3 * d, in: d, bias: true),
+                                      proj: try w.denseLinear(p + "attn.proj", out: d, in: d, bias: true), mlp: mlp))
         }
         self.blocks = blocks
         let m2 = c.spatialMergeSize * c.spatialMergeSize
         mergerNorm = try norm("visual.merger.ln_q")
-        mergerFC1 = try w.linear("visual.merger.mlp.0", out: d * m2, in: d * m2, bias: true)
-        mergerFC2 = try w.linear("visual.merger.mlp.2", out: c.outHiddenSize, in: d * m2, bias: true)
+        mergerFC1 = try w.denseLinear("visual.merger.mlp.0", out: d * m2, in: d * m2, bias: true)
+        mergerFC2 = try w.denseLinear("visual.merger.mlp.2", out: c.outHiddenSize, in: d * m2, bias: true)
     }
 
     // MARK: - Index bookkeeping
@@ -258,13 +258,13 @@ final class VisionTower: @unchecked Sendable {
         qkv.withUnsafeBufferPointer { qp in
             out.withUnsafeMutableBufferPointer { op in
                 guard let q = qp.baseAddress, let o = op.baseAddress else { return }
-                for s in 0..<(cu.count - 1) {
+                let segments = cu.count - 1
+                Kernels.parallel(segments * heads) { task in
+                    let s = task / heads, h = task % heads
                     let a = cu[s], len = cu[s + 1] - cu[s]
-                    for h in 0..<heads {
-                        Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
-                                               v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
-                                               queries: len, keys: len, headDim: hd, scale: scale)
-                    }
+                    Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
+                                           v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
+                                           queries: len, keys: len, headDim: hd, scale: scale)
                 }
             }
         }

@@ -13,12 +13,19 @@
 ///
 /// Quantised activations for Q8_0 and Q4_1 weights also carry `integers`: the quants as Int16 in
 /// the lane order of the integer kernels (`IntegerDot`), which multiply 16 lanes at a time.
+///
+/// The native layout (`native`, for the C kernels of `NativeKernels`) is simpler: exact values in
+/// natural order with their per-32 sums, or the ggml blocks exactly as encoded.
 struct PreparedActivation {
     private(set) var values: [Float]
     private(set) var sums: [Float]
     private(set) var scales: [Float]
     /// Int16 quants for `IntegerDot` (empty when there is no integer kernel for the weight type).
     private(set) var integers: [Int16] = []
+    /// Laid out for `NativeKernels` rather than for `BlockDot` / `IntegerDot`.
+    let native: Bool
+    /// The ggml-encoded blocks (native layout, quantised activations only).
+    private(set) var encoded: [UInt8] = []
 
     /// Raw pointers for the kernels, valid inside `withView`.
     struct View {
@@ -29,6 +36,10 @@ struct PreparedActivation {
         let halves: UnsafePointer<Float>
         /// `integers`, or nil when empty.
         let integers: UnsafePointer<Int16>?
+        /// Native layout: the encoded ggml blocks, or nil for exact values.
+        let encoded: UnsafeRawPointer?
+        /// Whether the activation is in the native layout.
+        let native: Bool
     }
 
     func withView<R>(_ body: (View) -> R) -> R {
@@ -36,19 +47,40 @@ struct PreparedActivation {
             sums.withUnsafeBufferPointer { s in
                 scales.withUnsafeBufferPointer { c in
                     integers.withUnsafeBufferPointer { i in
-                        // invariant: the Float arrays are never empty (init pads them to one element)
-                        body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
-                                  scales: c.baseAddress.unsafelyUnwrapped, halves: HalfTable.shared.values,
-                                  integers: i.isEmpty ? nil : i.baseAddress))
+                        encoded.withUnsafeBytes { e in
+                            // invariant: the Float arrays are never empty (init pads them to one element)
+                            body(View(values: v.baseAddress.unsafelyUnwrapped, sums: s.baseAddress.unsafelyUnwrapped,
+                                      scales: c.baseAddress.unsafelyUnwrapped, halves: HalfTable.shared.values,
+                                      integers: i.isEmpty ? nil : i.baseAddress, encoded: e.isEmpty ? nil : e.baseAddress,
+                                      native: native))
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Views of several activations at once, valid inside `body`.
+    static func withViews<R>(_ list: [PreparedActivation], _ body: ([View]) -> R) -> R {
+        func nest(_ i: Int, _ acc: inout [View]) -> R {
+            if i == list.count { return body(acc) }
+            return list[i].withView { v in
+                acc.append(v)
+                return nest(i + 1, &acc)
+            }
+        }
+        var views: [View] = []
+        views.reserveCapacity(list.count)
+        return nest(0, &views)
+    }
+
     /// Exact activations for `type` weights; `x` has `count` values (a whole number of blocks).
-    init(exact x: UnsafePointer<Float>, count: Int, for type: GGMLType) {
+    /// `native` picks the C kernels' layout (by default where this CPU has them).
+    init(exact x: UnsafePointer<Float>, count: Int, for type: GGMLType, native: Bool? = nil) {
+        self.native = native ?? NativeKernels.supports(type)
         switch type {
+        case _ where self.native:
+            values = Array(UnsafeBufferPointer(start: x, count: count))
         case .f32:
             values = Array(UnsafeBufferPointer(start: x, count: count))
         case .f16, .bf16:
@@ -68,8 +100,19 @@ struct PreparedActivation {
 
     /// ggml's quantised activation: `p` holds `count` values encoded as `format` (the
     /// `QuantizedActivation` layout) for `weightType` weights.
-    init(encoded p: UnsafeRawPointer, format: GGMLType, weightType: GGMLType, count: Int) {
+    init(encoded p: UnsafeRawPointer, format: GGMLType, weightType: GGMLType, count: Int, native: Bool? = nil) {
         let chunks = count / 32
+        self.native = native ?? NativeKernels.supports(weightType)
+        if self.native {
+            // The C kernels read ggml's blocks as they are.
+            let bytes = format == .q8_1 ? chunks * QuantBlocks.q8_1Bytes : chunks * QuantBlocks.q8_0Bytes
+            encoded = Array(UnsafeRawBufferPointer(start: p, count: bytes))
+            values = []
+            sums = []
+            scales = []
+            pad()
+            return
+        }
         var s: [Float] = [], d: [Float] = []
         s.reserveCapacity(chunks)
         d.reserveCapacity(chunks)

@@ -1,19 +1,16 @@
-import CBLAS
-
 /// Many activation vectors at once (prompt prefill): weights are dequantised a tile of rows at a
 /// time into a small `Float` buffer and multiplied with OpenBLAS `sgemm`, so the dequantisation is
-/// paid once per tile for all T vectors instead of once per vector.
+/// paid once per tile for all T vectors instead of once per vector. Each core dequantises and
+/// multiplies its own tiles (`Kernels.tiledProduct`).
 ///
 /// The block formats are dequantised in the kernels' permuted order (see `PreparedActivation`),
 /// which is cheap to produce, and the activations' columns are permuted the same way: a product
 /// over k does not care about the order of k. The values are bit-exact dequantised weights, so
 /// this is the fp32 path (`ActivationMode.float32`) up to sgemm's summation order.
 extension QuantizedMatrix {
-    /// Rows per tile: ~1 MB of dequantised weights at 576 columns, small enough to stay in L2.
-    static let matmulTileBytes = 1 << 20
-
     /// `y[t][r] = Σ_k self[r][k] · x[t][k]` for `count` row-major vectors `x` (count × columns);
-    /// `y` is count × rows, row-major.
+    /// `y` is count × rows, row-major. `threads` applies to a single vector (a matvec); products of
+    /// several vectors are split over every core.
     public func matmul(_ x: UnsafeBufferPointer<Float>, count: Int, into y: UnsafeMutableBufferPointer<Float>,
                        threads: Int? = nil) throws {
         guard count >= 0 else { throw QuantError.lengthMismatch(name: name, expected: 0, got: count) }
@@ -32,17 +29,16 @@ extension QuantizedMatrix {
         guard count <= Int(Int32.max), rows <= Int(Int32.max), columns <= Int(Int32.max) else {
             throw QuantError.invalidShape(name: name, reason: "too large for BLAS (\(count)×\(rows)×\(columns))")
         }
-        let workers = threads ?? Self.defaultThreadCount
-
         let base = bytes.baseAddress.unsafelyUnwrapped  // invariant: init checked storage for rows > 0
-        if type == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
-            // Aligned F32 weights go to sgemm as they are (a file with alignment 1 or 2 may not be).
-            sgemm(xp, base.assumingMemoryBound(to: Float.self), yp, vectors: count, rowOffset: 0, tileRows: rows)
-            return
-        }
+        // Aligned F32 weights go to sgemm as they are (a file with alignment 1 or 2 may not be).
+        let floats = type == .f32 && Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0
+            ? base.assumingMemoryBound(to: Float.self) : nil
 
-        // Block formats take permuted activations; half formats are dequantised in natural order.
-        let permuted = type.blockSize >= 32
+        // Native kernels dequantise in natural order; the Swift block kernels produce the permuted
+        // order cheaply, and then the activations' columns are permuted to match. Half formats are
+        // dequantised in natural order.
+        let native = NativeKernels.supports(type)
+        let permuted = !native && type.blockSize >= 32
         var xPermuted: [Float] = []
         if permuted {
             xPermuted = [Float](unsafeUninitializedCapacity: xCount) { buf, n in
@@ -53,34 +49,24 @@ extension QuantizedMatrix {
                 n = xCount
             }
         }
-        let tileRows = max(1, min(rows, Self.matmulTileBytes / (4 * columns)))
-        var tile = [Float](repeating: 0, count: tileRows * columns)
+        let type = self.type, width = self.columns, rowBytes = self.rowBytes
         xPermuted.withUnsafeBufferPointer { xpb in
             let a = permuted ? xpb.baseAddress.unsafelyUnwrapped : xp  // invariant: non-empty when permuted
-            tile.withUnsafeMutableBufferPointer { tb in
-                guard let tp = tb.baseAddress else { return }
-                var r0 = 0
-                while r0 < rows {
-                    let n = min(tileRows, rows - r0)
-                    Self.parallelFor(n, threads: workers, minimumWork: rowBytes) { i in
-                        if permuted {
-                            QuantBlocks.dequantizePermuted(type, row(r0 + i), count: columns, into: tp + i * columns)
-                        } else {
-                            QuantBlocks.dequantize(type, row(r0 + i), count: columns, into: tp + i * columns)
-                        }
+            Kernels.tiledProduct(a, m: count, k: width, n: rows, y: yp, ldy: rows, floats: floats) { r0, r1, dst in
+                if native {
+                    NativeKernels.dequantize(type, base + r0 * rowBytes, rowBytes: rowBytes, rows: r1 - r0, columns: width, into: dst)
+                    return
+                }
+                for r in r0..<r1 {
+                    let src = base + r * rowBytes, out = dst + (r - r0) * width
+                    if permuted {
+                        QuantBlocks.dequantizePermuted(type, src, count: width, into: out)
+                    } else {
+                        QuantBlocks.dequantize(type, src, count: width, into: out)
                     }
-                    sgemm(a, tp, yp, vectors: count, rowOffset: r0, tileRows: n)
-                    r0 += n
                 }
             }
         }
-    }
-
-    /// y[:, rowOffset ..< rowOffset + tileRows] = x (count × columns) · wᵀ (tileRows × columns).
-    private func sgemm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                       vectors: Int, rowOffset: Int, tileRows: Int) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(vectors), Int32(tileRows), Int32(columns),
-                    1, x, Int32(columns), w, Int32(columns), 0, y + rowOffset, Int32(rows))
     }
 
     /// `matmul` for arrays.

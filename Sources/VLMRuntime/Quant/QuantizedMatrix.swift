@@ -137,8 +137,9 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try values.withUnsafeBufferPointer { try quantizingToQ8_0($0, rows: rows, columns: columns, name: name) }
     }
 
-    /// Worker threads used when a call does not say: every active core.
-    public static var defaultThreadCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// Worker threads used when a call does not say: every active core. Read once: on Linux
+    /// `activeProcessorCount` reads cgroup files, which cost more than a small matvec.
+    public static let defaultThreadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     @inline(__always)
     func row(_ r: Int) -> UnsafeRawPointer {
@@ -193,7 +194,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         try checkLength(vector.count, columns)
         return vector.withUnsafeBufferPointer { x in
             guard let xp = x.baseAddress else { return 0 }
-            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in kernel(row(r), a) }
+            return PreparedActivation(exact: xp, count: columns, for: type).withView { a in product(row: r, a) }
         }
     }
 
@@ -201,7 +202,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
     public func dot(row r: Int, vector: QuantizedActivation) throws -> Float {
         try checkRow(r)
         try checkActivation(vector)
-        return vector.prepared.withView { a in kernel(row(r), a) }
+        return vector.prepared.withView { a in product(row: r, a) }
     }
 
     // MARK: Matrix-vector products
@@ -232,7 +233,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         case .ggml: prepared = QuantizedActivation(unchecked: xp, count: columns, for: type).prepared
         }
         prepared.withView { a in
-            parallelRows(threads) { r in yp[r] = kernel(row(r), a) }
+            rowProducts(a, into: yp, threads: threads ?? Self.defaultThreadCount)
         }
     }
 
@@ -247,7 +248,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
             return
         }
         a.prepared.withView { view in
-            parallelRows(threads) { r in yp[r] = kernel(row(r), view) }
+            rowProducts(view, into: yp, threads: threads ?? Self.defaultThreadCount)
         }
     }
 
@@ -280,10 +281,118 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         Self.parallelFor(count, threads: threads, minimumWork: minimumWork, body)
     }
 
+    // MARK: Few vectors at once (batched decode)
+
+    /// The activation layout `mode` asks for, built once per vector and shared by every matrix of
+    /// this type that reads the same vector (Q, K and V; gate and up).
+    func prepare(_ x: UnsafePointer<Float>, mode: ActivationMode) -> PreparedActivation {
+        switch mode {
+        case .float32: return PreparedActivation(exact: x, count: columns, for: type)
+        case .ggml: return QuantizedActivation(unchecked: x, count: columns, for: type).prepared
+        }
+    }
+
+    /// `y[i][r] = self[r] · a[i]` for prepared vectors `a` (`y` is `a.count × rows`, row-major),
+    /// every weight row read once for all vectors. The caller checked the activations' layout.
+    func multiply(prepared a: [PreparedActivation], into y: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0, !a.isEmpty else { return }
+        guard columns > 0 else {
+            y.update(repeating: 0, count: rows * a.count)
+            return
+        }
+        let m = a.count
+        if m == 1 {
+            a[0].withView { view in rowProducts(view, into: y, threads: threads) }
+            return
+        }
+        PreparedActivation.withViews(a) { list in
+            list.withUnsafeBufferPointer { views in
+                guard let v = views.baseAddress else { return }
+                rowProducts(v, count: m, into: y, threads: threads)
+            }
+        }
+    }
+
+    /// `y[r] = self[r] · a` for every row, split over the cores in contiguous chunks.
+    ///
+    /// The parallel body captures only raw values (no `self`, no arrays): a per-row closure that
+    /// touched a reference-counted object had both cores retaining and releasing the same object,
+    /// and the cache line bouncing between them cost more than the dot products.
+    func rowProducts(_ a: PreparedActivation.View, into y: UnsafeMutablePointer<Float>, threads: Int) {
+        withUnsafePointer(to: a) { rowProducts($0, count: 1, into: y, threads: threads) }
+    }
+
+    /// `y[i · rows + r] = self[r] · a[i]` for `count` activations, each weight row read once for all.
+    func rowProducts(_ a: UnsafePointer<PreparedActivation.View>, count m: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0, let base = bytes.baseAddress else { return }
+        let type = self.type, columns = self.columns, rowBytes = self.rowBytes, n = rows
+        let workers = min(max(threads, 1), max(1, n * rowBytes * m / 32_768))
+        let chunks = workers == 1 ? 1 : min(n, workers * 8)
+        KernelWorkers.run(chunks, threads: workers) { c in
+            let r0 = n * c / chunks, r1 = n * (c + 1) / chunks
+            for i in 0..<m { Self.products(type, columns, rowBytes, base, r0..<r1, a[i], y + i * n + r0) }
+        }
+    }
+
+    /// One row against one prepared activation, through the same kernels as the matrix products.
+    private func product(row r: Int, _ a: PreparedActivation.View) -> Float {
+        var y: Float = 0
+        Self.products(type, columns, rowBytes, bytes.baseAddress.unsafelyUnwrapped, r..<(r + 1), a, &y)  // invariant: callers checked r < rows, so storage exists
+        return y
+    }
+
+    /// out[i] = row (rows.lowerBound + i) · a: the native row kernels when the activation is in
+    /// their layout, else the Swift kernel row by row.
+    @inline(__always)
+    static func products(_ type: GGMLType, _ columns: Int, _ rowBytes: Int, _ base: UnsafeRawPointer, _ rows: Range<Int>,
+                         _ a: PreparedActivation.View, _ out: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        if a.native {
+            NativeKernels.rows(type, base + rows.lowerBound * rowBytes, rowBytes: rowBytes, rows: rows.count, columns: columns, a, into: out)
+            return
+        }
+        for r in rows { out[r - rows.lowerBound] = kernel(type, columns, base + r * rowBytes, a) }
+    }
+
+    /// One matrix's part of a fused job: where its rows are and where its outputs go.
+    struct RowJob {
+        let base: UnsafeRawPointer
+        let rows: Int
+        let out: UnsafeMutablePointer<Float>
+    }
+
+    /// Several matrices of one type and width against the same prepared activations, as one
+    /// parallel job over all their rows (Q, K and V; gate and up): one hand-off to the workers
+    /// instead of one per matrix. `out` of job j receives `count × rows_j` values, row-major.
+    static func rowProducts(_ jobs: [RowJob], type: GGMLType, columns: Int, rowBytes: Int,
+                            _ a: UnsafePointer<PreparedActivation.View>, count m: Int, threads: Int) {
+        let total = jobs.reduce(0) { $0 + $1.rows }
+        guard total > 0 else { return }
+        let workers = min(max(threads, 1), max(1, total * rowBytes * m / 32_768))
+        let chunks = workers == 1 ? 1 : min(total, workers * 8)
+        jobs.withUnsafeBufferPointer { list in
+            KernelWorkers.run(chunks, threads: workers) { c in
+                var g = total * c / chunks
+                let end = total * (c + 1) / chunks
+                // Walk the jobs that global rows g..<end fall in.
+                var j = 0, offset = 0
+                while g < end {
+                    while offset + list[j].rows <= g { offset += list[j].rows; j += 1 }
+                    let job = list[j]
+                    let stop = min(end, offset + job.rows)
+                    for i in 0..<m {
+                        products(type, columns, rowBytes, job.base, (g - offset)..<(stop - offset), a[i], job.out + i * job.rows + (g - offset))
+                    }
+                    g = stop
+                }
+            }
+        }
+    }
+
     // MARK: Kernel dispatch
 
     @inline(__always)
-    private func kernel(_ w: UnsafeRawPointer, _ a: PreparedActivation.View) -> Float {
+    static func kernel(_ type: GGMLType, _ columns: Int, _ w: UnsafeRawPointer, _ a: PreparedActivation.View) -> Float {
         switch type {
         case .f32: return BlockDot.f32(w, a.values, count: columns)
         case .f16: return BlockDot.halves(w, a.values, count: columns, brain: false)

@@ -4,23 +4,80 @@ import Foundation
 
 /// CPU kernels: OpenBLAS sgemm for many rows (prefill, vision), SIMD dot products over the stored
 /// dtype for few rows (decode), and the element-wise pieces of the transformer blocks.
+///
+/// One thread pool runs everything (`KernelWorkers`): OpenBLAS is switched to one thread and large
+/// products are split over the cores here, by output columns. Two pools on two cores — OpenBLAS's
+/// threads spinning between calls while ours spun between matvecs — took the cores from each other.
 enum Kernels {
-    /// Cores used by the hand-written kernels; OpenBLAS manages its own threads.
+    /// Cores the kernels split work over.
     static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Row count from which a matrix product goes through sgemm instead of dot products.
     static let gemmThreshold = 8
 
-    /// Runs `body(i)` for i in 0..<n on all cores.
+    /// Set once, before the first sgemm: OpenBLAS runs single-threaded inside our workers.
+    private static let blasSingleThreaded: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Runs `body(i)` for i in 0..<n on all cores (the spinning `KernelWorkers` pool).
     @inline(__always)
     static func parallel(_ n: Int, _ body: (Int) -> Void) {
-        if n <= 1 { if n == 1 { body(0) }; return }
-        // The kernels hand each iteration a disjoint slice of raw buffers, which the compiler
-        // cannot see; the closure is only called during this call.
-        withoutActuallyEscaping(body) { escaping in
-            let shared = unsafeBitCast(escaping, to: (@Sendable (Int) -> Void).self)
-            DispatchQueue.concurrentPerform(iterations: n, execute: shared)
+        KernelWorkers.run(n, threads: cores, body)
+    }
+
+    /// C[m, n] = alpha · A[m, k] · B (B is [n, k] when `transposeB`, else [k, n]) + beta · C, with
+    /// leading dimensions as in BLAS, single-threaded. Callers parallelise around it.
+    @inline(__always)
+    static func sgemm(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+                      m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, transposeB: Bool = true) {
+        guard blasSingleThreaded, m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
+                    a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y[m, n] = x[m, k] · Wᵀ for a weight W [n, k] whose rows `fill(r0, r1, dst)` writes as Float32
+    /// (dequantised or widened), or that is already Float32 (`floats`). The rows are cut into
+    /// tiles of about `tileBytes`; each core takes its own tiles, fills them into its own buffer
+    /// and multiplies them into its own output columns, so no core waits on another between the
+    /// two steps.
+    static func tiledProduct(_ x: UnsafePointer<Float>, m: Int, k: Int, n: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                             floats: UnsafePointer<Float>? = nil, tileBytes: Int = 1 << 19,
+                             fill: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        guard m > 0, n > 0, k > 0 else { return }
+        let work = m * n * k
+        let workers = work >= 1 << 20 ? cores : 1
+        // At least one tile per core, and tiles small enough to stay in L2.
+        let tiles = max(workers, (n * k * 4 + tileBytes - 1) / tileBytes)
+        let tileRows = (n + tiles - 1) / tiles
+        parallel(workers) { wkr in
+            let range = chunk(wkr, of: workers, count: tiles)
+            guard !range.isEmpty else { return }
+            var scratch: UnsafeMutablePointer<Float>? = nil
+            if floats == nil { scratch = .allocate(capacity: tileRows * k) }
+            defer { scratch?.deallocate() }
+            for t in range {
+                let r0 = t * tileRows, r1 = min(n, r0 + tileRows)
+                guard r0 < r1 else { continue }
+                let w: UnsafePointer<Float>
+                if let floats {
+                    w = floats + r0 * k
+                } else {
+                    let buffer = scratch.unsafelyUnwrapped  // invariant: allocated above when floats is nil
+                    fill(r0, r1, buffer)
+                    w = UnsafePointer(buffer)
+                }
+                sgemm(x, lda: k, w, ldb: k, y + r0, ldc: ldy, m: m, n: r1 - r0, k: k)
+            }
         }
+    }
+
+    /// Part `c` of `count` items split into `chunks` near-equal contiguous parts (never out of
+    /// range, whatever the sizes).
+    @inline(__always)
+    static func chunk(_ c: Int, of chunks: Int, count: Int) -> Range<Int> {
+        (count * c / chunks)..<(count * (c + 1) / chunks)
     }
 
     // MARK: - Matrix products
@@ -52,9 +109,8 @@ enum Kernels {
         let a = UnsafeMutablePointer<UInt16>.allocate(capacity: mpad * kpad)
         defer { a.deallocate() }
         a.initialize(repeating: 0, count: mpad * kpad)
-        let per = (m + cores - 1) / cores
         parallel(cores) { c in
-            for i in (c * per)..<min(m, (c + 1) * per) {
+            for i in chunk(c, of: cores, count: m) {
                 for j in 0..<k { a[i * kpad + j] = floatToBF16(x[i * k + j]) }
             }
         }
@@ -77,31 +133,13 @@ enum Kernels {
             gemmBF16(x, rows: m, weight: w, out: out)
             return
         }
-        if w.dtype == .f32 {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                        x, Int32(k), w.raw.assumingMemoryBound(to: Float.self), Int32(k), 0, out, Int32(n))
-            return
-        }
-        let tile = max(64, min(n, (8 << 20) / max(1, k * 4)))
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-        defer { scratch.deallocate() }
-        var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + tile)
-            let chunk = (r1 - r0 + cores - 1) / cores
-            parallel(cores) { c in
-                let a = r0 + c * chunk, b = min(r1, a + chunk)
-                if a < b { w.rows(a, b, into: scratch + (a - r0) * k) }
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(r1 - r0), Int32(k), 1,
-                        x, Int32(k), scratch, Int32(k), 0, out + r0, Int32(n))
-            r0 = r1
-        }
+        let floats = w.dtype == .f32 ? w.raw.assumingMemoryBound(to: Float.self) : nil
+        tiledProduct(x, m: m, k: k, n: n, y: out, ldy: n, floats: floats) { r0, r1, dst in w.rows(r0, r1, into: dst) }
     }
 
-    /// Plain sgemm on Float32 buffers: C[m,n] = A[m,k] · B[n,k]ᵀ.
+    /// Plain sgemm on Float32 buffers: C[m,n] = A[m,k] · B[n,k]ᵀ, split over the cores.
     static func sgemmABt(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, m: Int, n: Int, k: Int, out: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, out, Int32(n))
+        tiledProduct(a, m: m, k: k, n: n, y: out, ldy: n, floats: b) { _, _, _ in }
     }
 
     /// Whether the AVX2/FMA/F16C kernels of the CBLAS shim can run here.
@@ -222,6 +260,16 @@ enum Kernels {
         for i in 0..<n { y[i] += x[i] }
     }
 
+    /// y += x element-wise (the residual adds); x has y's length.
+    static func add(_ y: inout [Float], _ x: [Float]) {
+        y.withUnsafeMutableBufferPointer { yp in
+            x.withUnsafeBufferPointer { xp in
+                guard let yb = yp.baseAddress, let xb = xp.baseAddress else { return }
+                add(yb, xb, min(yp.count, xp.count))
+            }
+        }
+    }
+
     /// y = x / sqrt(mean(x²) + eps) · w, per row (Qwen2RMSNorm in fp32).
     static func rmsNorm(_ x: [Float], rows: Int, weight: [Float], eps: Float) -> [Float] {
         let d = weight.count
@@ -262,12 +310,11 @@ enum Kernels {
     static func swiGLU(_ g: inout [Float], _ u: [Float]) {
         let n = g.count
         let chunks = n >= 65536 ? cores * 4 : 1
-        let per = (n + chunks - 1) / chunks
         g.withUnsafeMutableBufferPointer { gp in
             u.withUnsafeBufferPointer { up in
                 guard let gb = gp.baseAddress, let ub = up.baseAddress else { return }
                 parallel(chunks) { c in
-                    for i in (c * per)..<min(n, (c + 1) * per) { gb[i] = silu(gb[i]) * ub[i] }
+                    for i in chunk(c, of: chunks, count: n) { gb[i] = silu(gb[i]) * ub[i] }
                 }
             }
         }
@@ -277,11 +324,10 @@ enum Kernels {
     static func map(_ x: inout [Float], _ f: (Float) -> Float) {
         let n = x.count
         let chunks = n >= 65536 ? cores * 4 : 1
-        let per = (n + chunks - 1) / chunks
         x.withUnsafeMutableBufferPointer { xp in
             guard let xb = xp.baseAddress else { return }
             parallel(chunks) { c in
-                for i in (c * per)..<min(n, (c + 1) * per) { xb[i] = f(xb[i]) }
+                for i in chunk(c, of: chunks, count: n) { xb[i] = f(xb[i]) }
             }
         }
     }
@@ -292,54 +338,10 @@ enum Kernels {
 
     // MARK: - Attention
 
-    /// Softmax attention of one query against keys `keyRows` (each of `headDim` values at
-    /// `k + j·kStride`), writing Σ softmax(q·k·scale)·v to `out`. `scores` needs keyRows.count floats.
-    @inline(__always)
-    static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
-                       keys: [Int], count: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        var mx = -Float.infinity
-        for i in 0..<count {
-            let j = keys[i]
-            let s = dotF32(q, k + j * stride, headDim) * scale
-            scores[i] = s
-            if s > mx { mx = s }
-        }
-        var sum: Float = 0
-        for i in 0..<count { let e = expf(scores[i] - mx); scores[i] = e; sum += e }
-        for d in 0..<headDim { out[d] = 0 }
-        let inv = 1 / sum
-        for i in 0..<count {
-            let j = keys[i]
-            let p = scores[i] * inv
-            let vr = v + j * stride
-            for d in 0..<headDim { out[d] += p * vr[d] }
-        }
-    }
-
-    /// Same, over a contiguous key range [k0, k1).
-    @inline(__always)
-    static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, stride: Int,
-                       from k0: Int, to k1: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        var mx = -Float.infinity
-        for j in k0..<k1 {
-            let s = dotF32(q, k + j * stride, headDim) * scale
-            scores[j - k0] = s
-            if s > mx { mx = s }
-        }
-        var sum: Float = 0
-        for i in 0..<(k1 - k0) { let e = expf(scores[i] - mx); scores[i] = e; sum += e }
-        for d in 0..<headDim { out[d] = 0 }
-        let inv = 1 / sum
-        for j in k0..<k1 {
-            let p = scores[j - k0] * inv
-            let vr = v + j * stride
-            for d in 0..<headDim { out[d] += p * vr[d] }
-        }
-    }
-
     /// Attention of a block of queries against a block of keys through sgemm: scores = q·kᵀ·scale,
     /// disallowed keys −∞, row softmax, out = p·v. Query i may see key j when `keyValid[j]`
     /// (if given) and, with `causalOffset` c, when j ≤ c + i. A query that sees no key gets zeros.
+    /// Single-threaded: callers run one head per task.
     static func blockAttention(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
                                v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
                                queries nq: Int, keys nk: Int, headDim: Int, scale: Float,
@@ -347,37 +349,31 @@ enum Kernels {
         guard nq > 0, nk > 0 else { return }
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: nq * nk)
         defer { scores.deallocate() }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nk), Int32(headDim), scale,
-                    q, Int32(ldq), k, Int32(ldk), 0, scores, Int32(nk))
-        let chunks = min(nq, cores * 4)
-        let per = (nq + chunks - 1) / chunks
-        parallel(chunks) { c in
-            for i in (c * per)..<min(nq, (c + 1) * per) {
-                let row = scores + i * nk
-                let limit = causalOffset.map { min(nk, $0 + i + 1) } ?? nk
-                var mx = -Float.infinity
-                for j in 0..<limit where keyValid?[j] ?? true { mx = max(mx, row[j]) }
-                if mx == -Float.infinity {
-                    for j in 0..<nk { row[j] = 0 }
-                    continue
-                }
-                var sum: Float = 0
-                for j in 0..<limit {
-                    if keyValid?[j] ?? true {
-                        let e = expf(row[j] - mx)
-                        row[j] = e
-                        sum += e
-                    } else {
-                        row[j] = 0
-                    }
-                }
-                for j in limit..<nk { row[j] = 0 }
-                let inv = 1 / sum
-                for j in 0..<limit { row[j] *= inv }
+        sgemm(q, lda: ldq, k, ldb: ldk, scores, ldc: nk, m: nq, n: nk, k: headDim, alpha: scale)
+        for i in 0..<nq {
+            let row = scores + i * nk
+            let limit = causalOffset.map { min(nk, $0 + i + 1) } ?? nk
+            var mx = -Float.infinity
+            for j in 0..<limit where keyValid?[j] ?? true { mx = max(mx, row[j]) }
+            if mx == -Float.infinity {
+                for j in 0..<nk { row[j] = 0 }
+                continue
             }
+            var sum: Float = 0
+            for j in 0..<limit {
+                if keyValid?[j] ?? true {
+                    let e = expf(row[j] - mx)
+                    row[j] = e
+                    sum += e
+                } else {
+                    row[j] = 0
+                }
+            }
+            for j in limit..<nk { row[j] = 0 }
+            let inv = 1 / sum
+            for j in 0..<limit { row[j] *= inv }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nq), Int32(headDim), Int32(nk), 1,
-                    scores, Int32(nk), v, Int32(ldv), 0, out, Int32(ldo))
+        sgemm(scores, lda: nk, v, ldb: ldv, out, ldc: ldo, m: nq, n: headDim, k: nk, transposeB: false)
     }
 
     /// Rotate-half RoPE on one head vector: pairs (j, j + half) turn by the angle whose cos/sin are given.

@@ -98,22 +98,3 @@ public enum MatmulPrecision: String, Sendable {
     case bfloat16
 }
 
-/// A `Linear` layer: weight [out, in] plus an optional bias.
-struct Linear: @unchecked Sendable {
-    let weight: WeightMatrix
-    let bias: [Float]?
-    var outFeatures: Int { weight.rows }
-    var inFeatures: Int { weight.cols }
-
-    /// y[m, out] = x[m, in] · Wᵀ + b.
-    func callAsFunction(_ x: [Float], rows m: Int) -> [Float] {
-        var y = [Float](repeating: 0, count: m * outFeatures)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
-                Kernels.linear(xb, rows: m, weight: weight, bias: bias, out: yb)
-            }
-        }
-        return y
-    }
-}

@@ -2,6 +2,8 @@
 ///
 ///     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 ///
+/// Llama 3's split is the same with `\p{N}{1,3}` (digits in runs of up to three): `maxDigits`.
+///
 /// Each alternative is tried in order at the current position, with the backtracking the regex
 /// engine would do, and the pieces are returned "isolated" (every character belongs to a piece).
 enum Qwen2PreTokenizer {
@@ -30,12 +32,12 @@ enum Qwen2PreTokenizer {
     static func isNewline(_ s: Unicode.Scalar) -> Bool { s == "\r" || s == "\n" }
 
     /// Splits `text` into pieces (as scalar ranges).
-    static func split(_ scalars: [Unicode.Scalar]) -> [Range<Int>] {
+    static func split(_ scalars: [Unicode.Scalar], maxDigits: Int = 1) -> [Range<Int>] {
         var pieces: [Range<Int>] = []
         var i = 0
         let n = scalars.count
         while i < n {
-            let end = matchAt(scalars, i)
+            let end = matchAt(scalars, i, maxDigits: maxDigits)
             pieces.append(i..<end)
             i = end
         }
@@ -43,7 +45,7 @@ enum Qwen2PreTokenizer {
     }
 
     /// End of the match starting at `i` (always > i).
-    static func matchAt(_ s: [Unicode.Scalar], _ i: Int) -> Int {
+    static func matchAt(_ s: [Unicode.Scalar], _ i: Int, maxDigits: Int = 1) -> Int {
         let n = s.count
         let c = s[i]
         // 1. contractions, case-insensitive
@@ -66,8 +68,12 @@ enum Qwen2PreTokenizer {
             while j < n && isLetter(s[j]) { j += 1 }
             return j
         }
-        // 3. \p{N}
-        if isNumber(c) { return i + 1 }
+        // 3. \p{N} (\p{N}{1,maxDigits})
+        if isNumber(c) {
+            var j = i + 1
+            while j < n && j - i < maxDigits && isNumber(s[j]) { j += 1 }
+            return j
+        }
         // 4.  ?[^\s\p{L}\p{N}]+[\r\n]*
         do {
             var j = i

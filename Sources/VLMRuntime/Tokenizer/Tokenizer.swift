@@ -24,12 +24,22 @@ public struct AddedToken: Sendable, Hashable {
     public let special: Bool
 }
 
-/// Byte-level BPE tokenizer read from a Hugging Face `tokenizer.json` (Qwen2 family): NFC
-/// normalisation, the Qwen2 split, GPT-2 byte mapping, rank-ordered merges, and added tokens
-/// matched first (leftmost, longest).
+/// Byte-level BPE tokenizer: a pre-tokenizer split (`PreTokenizer`), the GPT-2 byte mapping,
+/// rank-ordered merges, and added/special tokens matched first (leftmost, longest).
+///
+/// Built from a Hugging Face `tokenizer.json` (Qwen2, Llama 3, SmolLM, GPT-2 splits; NFC when the
+/// file asks for it) or from a GGUF file's `tokenizer.ggml.*` metadata (`init(gguf:)`: the `gpt2`
+/// model with llama.cpp's pre-tokenizer names; CONTROL and USER_DEFINED tokens are matched whole).
 public final class Tokenizer: @unchecked Sendable {
     public let addedTokens: [AddedToken]
     public let vocabularySize: Int
+    /// How text is split before BPE.
+    public let preTokenizer: PreTokenizer
+    /// Whether encoded prompts should start with `bosTokenId`: GGUF `add_bos_token`, which
+    /// llama.cpp honours for chat prompts too (one that already starts with BOS keeps one).
+    public let addsBOS: Bool
+    /// The beginning-of-sequence id, when the tokenizer has one.
+    public let bosTokenId: Int?
     private let vocab: [String: Int]
     private let idToToken: [Int: String]
     private let addedById: [Int: AddedToken]
@@ -67,7 +77,8 @@ public final class Tokenizer: @unchecked Sendable {
         try self.init(data: data, file: path)
     }
 
-    public init(data: Data, file: String) throws {
+    /// Reads a Hugging Face `tokenizer.json` (BPE model).
+    public convenience init(data: Data, file: String) throws {
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw TokenizerError.unreadable(file: file, reason: "not a JSON object")
         }
@@ -86,19 +97,74 @@ public final class Tokenizer: @unchecked Sendable {
         }
         var added: [AddedToken] = []
         for item in root["added_tokens"] as? [[String: Any]] ?? [] {
-            guard let id = (item["id"] as? NSNumber)?.intValue, let content = item["content"] as? String, !content.isEmpty else {
+            guard let id = (item["id"] as? NSNumber)?.intValue, id >= 0, let content = item["content"] as? String, !content.isEmpty else {
                 throw TokenizerError.unsupported(file: file, reason: "added token without id/content")
             }
             added.append(AddedToken(id: id, content: content, special: (item["special"] as? Bool) ?? false))
         }
+        var pairs: [(String, String)] = []
+        let mergeList = model["merges"] as? [Any] ?? []
+        pairs.reserveCapacity(mergeList.count)
+        for m in mergeList {
+            if let s = m as? String {
+                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else { continue }
+                pairs.append((String(parts[0]), String(parts[1])))
+            } else if let a = m as? [String], a.count == 2 {
+                pairs.append((a[0], a[1]))
+            }
+        }
+        let normalizer = root["normalizer"] as? [String: Any]
+        // No BOS is added to chat prompts of a tokenizer.json checkpoint: transformers'
+        // apply_chat_template tokenizes without special tokens (a template that wants BOS prints it).
+        try self.init(vocab: vocab, added: added, merges: pairs, preTokenizer: try Self.preTokenizer(root["pre_tokenizer"], file: file),
+                      normalizeNFC: (normalizer?["type"] as? String) == "NFC", addsBOS: false, bosTokenId: nil)
+    }
+
+    /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.model == "gpt2"`).
+    public convenience init(gguf data: GGUFTokenizerData) throws {
+        let file = data.sourceFile
+        guard data.isByteLevelBPE else {
+            throw TokenizerError.unsupported(file: file, reason: "tokenizer.ggml.model '\(data.model)' (only gpt2 byte-level BPE is supported)")
+        }
+        guard let pre = PreTokenizer.forGGUF(data.preTokenizer) else {
+            throw TokenizerError.unsupported(file: file, reason: "tokenizer.ggml.pre '\(data.preTokenizer ?? "")' is not implemented")
+        }
+        var vocab: [String: Int] = [:]
+        vocab.reserveCapacity(data.tokens.count)
+        for (id, t) in data.tokens.enumerated() where vocab[t] == nil { vocab[t] = id }
+        var added: [AddedToken] = []
+        for (id, type) in data.tokenTypes.enumerated() where (type == .control || type == .userDefined) && !data.tokens[id].isEmpty {
+            added.append(AddedToken(id: id, content: data.tokens[id], special: type == .control))
+        }
+        let pairs = try data.mergePairs().map { ($0.left, $0.right) }
+        try self.init(vocab: vocab, tokens: data.tokens, added: added, merges: pairs, preTokenizer: pre, normalizeNFC: false,
+                      addsBOS: (data.addBOS ?? false) && data.bosTokenID != nil, bosTokenId: data.bosTokenID)
+    }
+
+    /// The shared core: vocabulary, added tokens, merges (ranked by position) and the split.
+    /// `tokens`: id → token string when the source lists it (GGUF, where a string may repeat);
+    /// otherwise the inverse of `vocab`.
+    init(vocab baseVocab: [String: Int], tokens: [String]? = nil, added: [AddedToken], merges mergePairs: [(String, String)],
+         preTokenizer: PreTokenizer, normalizeNFC: Bool, addsBOS: Bool, bosTokenId: Int?) throws {
+        var vocab = baseVocab
         var idToToken: [Int: String] = [:]
-        for (k, v) in vocab { idToToken[v] = k }
+        if let tokens {
+            idToToken.reserveCapacity(tokens.count)
+            for (id, t) in tokens.enumerated() { idToToken[id] = t }
+        } else {
+            idToToken.reserveCapacity(vocab.count)
+            for (k, v) in vocab { idToToken[v] = k }
+        }
         for a in added { idToToken[a.id] = a.content; vocab[a.content] = a.id }
         self.vocab = vocab
         self.idToToken = idToToken
         self.addedTokens = added
         self.addedById = Dictionary(added.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.vocabularySize = (idToToken.keys.max() ?? -1) + 1
+        self.preTokenizer = preTokenizer
+        self.addsBOS = addsBOS
+        self.bosTokenId = bosTokenId
 
         var byteIds = [Int](repeating: -1, count: 256)
         var byteDecoder: [Character: UInt8] = [:]
@@ -111,32 +177,58 @@ public final class Tokenizer: @unchecked Sendable {
         self.byteDecoder = byteDecoder
 
         var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
-        let mergeList = model["merges"] as? [Any] ?? []
-        merges.reserveCapacity(mergeList.count)
-        for (rank, m) in mergeList.enumerated() {
-            let pair: (String, String)
-            if let s = m as? String {
-                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-                guard parts.count == 2 else { continue }
-                pair = (String(parts[0]), String(parts[1]))
-            } else if let a = m as? [String], a.count == 2 {
-                pair = (a[0], a[1])
-            } else { continue }
+        merges.reserveCapacity(mergePairs.count)
+        for (rank, pair) in mergePairs.enumerated() {
             guard let l = vocab[pair.0], let r = vocab[pair.1], let id = vocab[pair.0 + pair.1] else { continue }
             let key = UInt64(l) << 32 | UInt64(r)
-            if merges[key] == nil { merges[key] = (Int32(rank), Int32(id)) }
+            if merges[key] == nil { merges[key] = (Int32(clamping: rank), Int32(clamping: id)) }
         }
         self.merges = merges
 
         var byFirst: [UInt8: [(bytes: [UInt8], token: AddedToken)]] = [:]
         for a in added {
             let b = Array(a.content.utf8)
-            byFirst[b[0], default: []].append((b, a))
+            guard let first = b.first else { continue }
+            byFirst[first, default: []].append((b, a))
         }
         for k in byFirst.keys { byFirst[k]?.sort { $0.bytes.count > $1.bytes.count } }
         self.addedByFirstByte = byFirst
-        let normalizer = root["normalizer"] as? [String: Any]
-        self.normalizeNFC = (normalizer?["type"] as? String) == "NFC"
+        self.normalizeNFC = normalizeNFC
+    }
+
+    /// The split a `tokenizer.json` pre_tokenizer section describes. Unknown splits are refused:
+    /// a wrong split gives valid-looking but different ids.
+    static func preTokenizer(_ section: Any?, file: String) throws -> PreTokenizer {
+        let qwen2 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        let llama3 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        let gpt2 = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+        guard let obj = section as? [String: Any], let type = obj["type"] as? String else {
+            throw TokenizerError.unsupported(file: file, reason: "no pre_tokenizer (byte-level BPE needs one)")
+        }
+        func describe(_ o: [String: Any]) -> String { (o["type"] as? String) ?? "?" }
+        switch type {
+        case "ByteLevel":
+            if (obj["add_prefix_space"] as? Bool) == true {
+                throw TokenizerError.unsupported(file: file, reason: "ByteLevel pre_tokenizer with add_prefix_space")
+            }
+            return .gpt2
+        case "Sequence":
+            let steps = obj["pretokenizers"] as? [[String: Any]] ?? []
+            let kinds = steps.map(describe)
+            if kinds == ["Digits", "ByteLevel"], steps[0]["individual_digits"] as? Bool == true,
+               (steps[1]["add_prefix_space"] as? Bool) != true {
+                return .digitsThenGPT2
+            }
+            if kinds == ["Split", "ByteLevel"], let pattern = (steps[0]["pattern"] as? [String: Any])?["Regex"] as? String {
+                if pattern == qwen2 { return .qwen2(maxDigits: 1) }
+                if pattern == llama3 { return .qwen2(maxDigits: 3) }
+                if pattern == gpt2 { return .gpt2 }
+                throw TokenizerError.unsupported(file: file, reason: "pre_tokenizer Split regex \(pattern)")
+            }
+            throw TokenizerError.unsupported(file: file, reason: "pre_tokenizer sequence \(kinds)")
+        default:
+            throw TokenizerError.unsupported(file: file, reason: "pre_tokenizer \(type)")
+        }
     }
 
     /// Id of a token string (vocabulary or added token).
@@ -175,7 +267,7 @@ public final class Tokenizer: @unchecked Sendable {
         var text = String(decoding: slice, as: UTF8.self)
         if normalizeNFC { text = text.precomposedStringWithCanonicalMapping }
         let scalars = Array(text.unicodeScalars)
-        for piece in Qwen2PreTokenizer.split(scalars) {
+        for piece in preTokenizer.split(scalars) {
             var pieceBytes: [UInt8] = []
             for s in scalars[piece] { pieceBytes.append(contentsOf: String(s).utf8) }
             ids.append(contentsOf: bpe(pieceBytes))

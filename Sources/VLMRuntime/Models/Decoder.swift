@@ -1,0 +1,268 @@
+import Foundation
+
+/// One decoder block's weights. Biases are present where the family has them (Qwen2: q/k/v).
+struct DecoderLayer {
+    let inputNorm: [Float]
+    let postNorm: [Float]
+    let q: Linear, k: Linear, v: Linear, o: Linear
+    let gate: Linear, up: Linear, down: Linear
+}
+
+/// Keys and values of every layer for a batch of rows that share one padded length.
+final class KVCache {
+    let batch: Int
+    let capacity: Int
+    let kvDim: Int
+    var keys: [[Float]]
+    var values: [[Float]]
+    /// valid[b][p]: whether cache slot p of row b is a real token (left padding is not).
+    var valid: [[Bool]]
+    var length = 0
+
+    init(layers: Int, batch: Int, capacity: Int, kvDim: Int) {
+        self.batch = batch
+        self.capacity = capacity
+        self.kvDim = kvDim
+        keys = Array(repeating: [Float](repeating: 0, count: batch * capacity * kvDim), count: layers)
+        values = keys
+        valid = Array(repeating: [Bool](repeating: false, count: capacity), count: batch)
+    }
+}
+
+/// Why a forward pass could not run on the given input.
+public enum ModelInputError: Error, CustomStringConvertible, Equatable {
+    case tokenOutOfRange(id: Int, vocabulary: Int)
+    case imageTokenMismatch(tokens: Int, embeddings: Int)
+    case contextTooLong(tokens: Int, limit: Int)
+    case emptyPrompt
+    case missingImage(String)
+
+    public var description: String {
+        switch self {
+        case .tokenOutOfRange(let id, let v): return "token id \(id) is outside the embedding table (\(v) rows)"
+        case .imageTokenMismatch(let t, let e): return "image features and image tokens do not match: \(t) tokens, \(e) embeddings"
+        case .contextTooLong(let t, let l): return "prompt plus generation needs \(t) positions, more than the model's \(l)"
+        case .emptyPrompt: return "empty prompt"
+        case .missingImage(let r): return "image not provided: \(r)"
+        }
+    }
+}
+
+/// Intermediate results of a decoder pass, recorded only when asked for (tests).
+public final class DecoderTrace: @unchecked Sendable {
+    public var stages: [String: [Float]] = [:]
+    public init() {}
+}
+
+/// The one decoder every family runs: pre-RMSNorm blocks of GQA attention with rotate-half RoPE
+/// and a SwiGLU MLP, a final RMSNorm and a tied or separate LM head, with a KV cache and batched,
+/// left-padded prefill and decode.
+///
+/// The families differ only in data: Llama has no biases and 1-D positions; Qwen2 adds q/k/v
+/// biases; Qwen2-VL / Qwen2.5-VL add multimodal RoPE, where each rotary pair turns with one of
+/// three position axes (t, h, w) — 1-D RoPE is the case where all pairs use the first axis. The
+/// weights come from any `DecoderWeights` (safetensors or GGUF) as float or quantised matrices.
+final class TransformerDecoder: @unchecked Sendable {
+    let config: TextConfig
+    let embed: LinearWeight
+    let layers: [DecoderLayer]
+    let norm: [Float]
+    let lmHead: LinearWeight
+    /// Whether `lmHead` is the embedding matrix.
+    let tiedHead: Bool
+    /// inv_freq[j] and the position axis (t, h, w) of each rotary pair.
+    let invFreq: [Float]
+    let pairAxis: [Int]
+    /// How decode-sized products with quantised weights treat their activations.
+    let activations: ActivationMode
+
+    init(config c: TextConfig, weights w: DecoderWeights, tied: Bool, activations: ActivationMode = .float32) throws {
+        config = c
+        self.activations = activations
+        let h = c.hiddenSize, hd = c.headDim
+        embed = try w.linearWeight("model.embed_tokens.weight", rows: c.vocabSize, cols: h)
+        var layers: [DecoderLayer] = []
+        for i in 0..<c.numLayers {
+            let p = "model.layers.\(i)."
+            let oBias = c.attentionBias && w.has(p + "self_attn.o_proj.bias")
+            layers.append(DecoderLayer(
+                inputNorm: try w.vector(p + "input_layernorm.weight", count: h),
+                postNorm: try w.vector(p + "post_attention_layernorm.weight", count: h),
+                q: try w.linear(p + "self_attn.q_proj", out: c.numHeads * hd, in: h, bias: c.attentionBias),
+                k: try w.linear(p + "self_attn.k_proj", out: c.numKVHeads * hd, in: h, bias: c.attentionBias),
+                v: try w.linear(p + "self_attn.v_proj", out: c.numKVHeads * hd, in: h, bias: c.attentionBias),
+                o: try w.linear(p + "self_attn.o_proj", out: h, in: c.numHeads * hd, bias: oBias),
+                gate: try w.linear(p + "mlp.gate_proj", out: c.intermediateSize, in: h, bias: c.mlpBias),
+                up: try w.linear(p + "mlp.up_proj", out: c.intermediateSize, in: h, bias: c.mlpBias),
+                down: try w.linear(p + "mlp.down_proj", out: h, in: c.intermediateSize, bias: c.mlpBias)))
+        }
+        self.layers = layers
+        norm = try w.vector("model.norm.weight", count: h)
+        // A missing lm_head means tied embeddings, whatever the config says.
+        if !tied, w.has("lm_head.weight") {
+            lmHead = try w.linearWeight("lm_head.weight", rows: c.vocabSize, cols: h)
+            tiedHead = false
+        } else {
+            lmHead = embed
+            tiedHead = true
+        }
+        let half = hd / 2
+        invFreq = (0..<half).map { j in
+            let f = 1 / Float(pow(c.ropeTheta, Double(Float(2 * j) / Float(hd))))
+            return c.ropeFrequencyDivisors.map { f / $0[j] } ?? f
+        }
+        var axis: [Int] = []
+        for (a, n) in c.mropeSection.enumerated() { axis += Array(repeating: a, count: n) }
+        pairAxis = axis
+    }
+
+    func makeCache(batch: Int, capacity: Int) -> KVCache {
+        KVCache(layers: layers.count, batch: batch, capacity: capacity, kvDim: config.numKVHeads * config.headDim)
+    }
+
+    /// Embedding rows of `ids` as Float32.
+    func embed(_ ids: [Int]) throws -> [Float] {
+        let h = config.hiddenSize
+        var x = [Float](repeating: 0, count: ids.count * h)
+        try x.withUnsafeMutableBufferPointer { xp in
+            guard let base = xp.baseAddress else { return }
+            for (i, id) in ids.enumerated() {
+                guard id >= 0, id < embed.rows else { throw ModelInputError.tokenOutOfRange(id: id, vocabulary: embed.rows) }
+                embed.row(id, into: base + i * h)
+            }
+        }
+        return x
+    }
+
+    /// Runs `steps` new tokens per row through every layer, appending to `cache`.
+    /// - x: [batch · steps, hidden], row-major by (row, step)
+    /// - positions: [3][batch · steps] (t, h, w); text-only rows repeat one position thrice
+    /// - mask: [batch · steps], false for padding
+    /// Returns the final-norm hidden states [batch · steps, hidden].
+    func forward(_ input: [Float], positions: [[Int]], mask: [Bool], steps: Int, cache: KVCache, trace: DecoderTrace? = nil) -> [Float] {
+        let c = config
+        let b = cache.batch, rows = b * steps
+        let hd = c.headDim, half = hd / 2
+        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd, group = heads / kvHeads
+        let start = cache.length
+        for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }
+
+        // RoPE: pair j turns by pos[axis(j)] · inv_freq[j].
+        var cosT = [Float](repeating: 0, count: rows * half), sinT = cosT
+        for i in 0..<rows {
+            for j in 0..<half {
+                let a = Float(positions[pairAxis[j]][i]) * invFreq[j]
+                cosT[i * half + j] = cosf(a)
+                sinT[i * half + j] = sinf(a)
+            }
+        }
+        let scale = 1 / Float(hd).squareRoot()
+        let mode = activations
+
+        var x = input
+        for (li, layer) in layers.enumerated() {
+            let xn = Kernels.rmsNorm(x, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps)
+            let qkv = Linear.group([layer.q, layer.k, layer.v], xn, rows: rows, activations: mode)
+            var q = qkv[0], k = qkv[1]
+            let v = qkv[2]
+            q.withUnsafeMutableBufferPointer { qp in
+                k.withUnsafeMutableBufferPointer { kp in
+                    cosT.withUnsafeBufferPointer { cp in
+                        sinT.withUnsafeBufferPointer { sp in
+                            for i in 0..<rows {
+                                let cs = cp.baseAddress! + i * half, sn = sp.baseAddress! + i * half // invariant: rows > 0
+                                for hh in 0..<heads { Kernels.rotate(qp.baseAddress! + i * heads * hd + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+                                for hh in 0..<kvHeads { Kernels.rotate(kp.baseAddress! + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+                            }
+                        }
+                    }
+                }
+            }
+            cache.keys[li].withUnsafeMutableBufferPointer { kc in
+                cache.values[li].withUnsafeMutableBufferPointer { vc in
+                    for r in 0..<b {
+                        // A row's new steps are contiguous in both the projections and the cache.
+                        let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
+                        for j in 0..<(steps * kvDim) {
+                            kc[dst + j] = k[src + j]
+                            vc[dst + j] = v[src + j]
+                        }
+                    }
+                }
+            }
+            var attn = [Float](repeating: 0, count: rows * heads * hd)
+            let total = start + steps
+            let valid = cache.valid
+            cache.keys[li].withUnsafeBufferPointer { kc in
+                cache.values[li].withUnsafeBufferPointer { vc in
+                    q.withUnsafeBufferPointer { qp in
+                        attn.withUnsafeMutableBufferPointer { ap in
+                            guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
+                            if steps == 1 {
+                                // Decode: query heads that share a KV head attend together, one sgemm pair
+                                // per (row, KV head, part of its group), so cached keys and values are read
+                                // once per part. Groups are halved when there are too few of them to keep
+                                // every core busy (SmolLM2: 3 KV heads on 2 cores).
+                                let parts = group > 1 && b * kvHeads < 2 * Kernels.cores ? 2 : 1
+                                Kernels.parallel(b * kvHeads * parts) { task in
+                                    let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                                    let members = Kernels.chunk(task % parts, of: parts, count: group)
+                                    valid[r].withUnsafeBufferPointer { rowValid in
+                                        let base = r * cache.capacity * kvDim + kh * hd
+                                        let first = r * heads * hd + (kh * group + members.lowerBound) * hd
+                                        Kernels.blockAttention(q: qb + first, ldq: hd, k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                               out: ab + first, ldo: hd, queries: members.count, keys: total,
+                                                               headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
+                                    }
+                                }
+                            } else {
+                                // Prefill: one sgemm pair per (row, head, block of queries) over the keys
+                                // those queries may see; several query blocks per head keep both cores
+                                // busy when heads do not divide evenly between them.
+                                let blocks = steps >= 64 ? 4 : 1
+                                Kernels.parallel(b * heads * blocks) { task in
+                                    let r = task / (heads * blocks), hh = (task / blocks) % heads
+                                    let queries = Kernels.chunk(task % blocks, of: blocks, count: steps)
+                                    guard !queries.isEmpty else { return }
+                                    valid[r].withUnsafeBufferPointer { rowValid in
+                                        let base = r * cache.capacity * kvDim + (hh / group) * hd
+                                        let first = (r * steps + queries.lowerBound) * heads * hd + hh * hd
+                                        Kernels.blockAttention(q: qb + first, ldq: heads * hd,
+                                                               k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                               out: ab + first, ldo: heads * hd,
+                                                               queries: queries.count, keys: start + queries.upperBound, headDim: hd,
+                                                               scale: scale, causalOffset: start + queries.lowerBound,
+                                                               keyValid: rowValid.baseAddress)
+                                    }
+                                }
+                            }
+                            // Padded query slots attend to nothing and stay zero.
+                            for r in 0..<b { for s in 0..<steps where !valid[r][start + s] {
+                                for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
+                            } }
+                        }
+                    }
+                }
+            }
+            let o = layer.o(attn, rows: rows, activations: mode)
+            Kernels.add(&x, o)
+            let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
+            let gateUp = Linear.group([layer.gate, layer.up], xn2, rows: rows, activations: mode)
+            var g = gateUp[0]
+            let u = gateUp[1]
+            Kernels.swiGLU(&g, u)
+            let m = layer.down(g, rows: rows, activations: mode)
+            Kernels.add(&x, m)
+            trace?.stages["layer_\(li)"] = x
+        }
+        cache.length += steps
+        let out = Kernels.rmsNorm(x, rows: rows, weight: norm, eps: c.rmsNormEps)
+        trace?.stages["final_norm"] = out
+        return out
+    }
+
+    /// Logits [rows, vocab] of final-norm hidden rows.
+    func logits(_ hidden: [Float], rows: Int) -> [Float] {
+        Linear(weight: lmHead, bias: nil)(hidden, rows: rows, activations: activations)
+    }
+}
