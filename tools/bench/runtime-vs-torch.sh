@@ -22,7 +22,16 @@ if [ ! -f "$WORK/model/config.json" ]; then
   cp tools/bench/qwen2.5-vl-3b-config.json "$WORK/src/config.json"
   cp tools/bench/qwen2.5-vl-3b-preprocessor_config.json "$WORK/src/preprocessor_config.json"
   cp tools/bench/qwen2.5-vl-3b-generation_config.json "$WORK/src/generation_config.json"
-  cp "$TOKENIZER/tokenizer.json" "$TOKENIZER/tokenizer_config.json" "$WORK/src/"
+  cp "$TOKENIZER/tokenizer.json" "$WORK/src/"
+  # The real Qwen2 vocabulary, with Qwen2.5-VL's chat template (the tokenizer fixture's config
+  # carries a text model's template, which expects string content).
+  python3 - "$TOKENIZER/tokenizer_config.json" ../shared/fixtures/goldens/qwen2_5_vl_tiny/checkpoint/tokenizer_config.json \
+    "$WORK/src/tokenizer_config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["chat_template"] = json.load(open(sys.argv[2]))["chat_template"]
+json.dump(config, open(sys.argv[3], "w"), ensure_ascii=False, indent=1)
+PY
   "$ASSAY" model init-random --config "$WORK/src/config.json" --out "$WORK/model" --dtype bf16 --seed 0
 fi
 python3 - "$WORK/img448.png" <<'PY'

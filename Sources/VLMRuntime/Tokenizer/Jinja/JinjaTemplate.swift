@@ -209,6 +209,17 @@ final class JinjaRenderer {
             return try slice(try eval(base), start: try start.map(eval), stop: try stop.map(eval), step: try step.map(eval))
         case .call(let callee, let args, let kwargs):
             let f = try eval(callee)
+            if case .undefined = f {
+                // Name what was missing: a method on a value of the wrong type is the usual cause
+                // (a string method called on a message whose content is a list of parts).
+                switch callee {
+                case .attribute(let base, let name):
+                    throw ChatTemplateError.render(message: "\(try eval(base).typeName) has no method '\(name)'")
+                case .name(let name):
+                    throw ChatTemplateError.render(message: "'\(name)' is not defined")
+                default: break
+                }
+            }
             return try call(f, try args.map(eval), try kwargs.map { ($0.0, try eval($0.1)) })
         case .filter(let base, let name, let args, let kwargs):
             return try JinjaFilters.apply(name, try eval(base), try args.map(eval), try kwargs.map { ($0.0, try eval($0.1)) }, renderer: self)
