@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <cpuid.h>
 #include <immintrin.h>
+#include <math.h>
 
 /* Decode-time dot products over weights kept in their stored type (bf16 / f16 / f32), compiled
    for AVX2 + FMA (+ F16C) regardless of the flags the Swift code is built with, and chosen at run
@@ -86,11 +87,14 @@ static inline void assay_dot_rows(const void *w, int kind, const float *x, long 
 }
 
 /* ---- bf16 × bf16 → f32 matrix product with AVX512-BF16 (vdpbf16ps) -------------------------
-   For prefill and vision over bf16 weights when the caller opted into bf16 matmuls: OpenBLAS as
-   shipped by Debian has no sbgemm. C[m, n] = Σ_k A[m, k]·B[n, k] for columns n0 ≤ n < n1.
-   A: activations already rounded to bf16, rows padded with zeros to a multiple of 8 and K to an
-   even count (lda elements per row). B: weights [N, K] row-major (ldb = K). Bp: scratch of
-   256·32 uint32 (one packed 32-column × 512-k panel). */
+   For prefill, vision and attention when the caller opted into bf16 matmuls: OpenBLAS as shipped
+   by Debian has no sbgemm. C[m, n] (=, or += with `accumulate`) Σ_k A[m, k]·B[n, k] (+ bias[n])
+   for columns n0 ≤ n < n1.
+   A: activations already rounded to bf16 (assay_f32_to_bf16_rows), K padded with zeros to an even
+   count, lda elements per row, and readable (any values) up to the next multiple of 8 rows.
+   B: [N, K] row-major with ldb elements per row (weights as stored, or keys of an attention head).
+   Bp: scratch of 256·32 uint32 (one packed 32-column × 512-k panel, 32 KiB: it stays in L1 while
+   every row block of A streams past it). */
 
 /* AVX512F/BW/VL with the OS saving ZMM state; *vnni tells whether AVX512-VNNI is there too. */
 static inline int assay_cpu_has_avx512(int *vnni) {
@@ -114,31 +118,122 @@ static inline int assay_cpu_has_avx512_bf16(void) {
     return (a >> 5) & 1; /* AVX512_BF16 */
 }
 
+/* The scalar rounding every bf16 path shares: round to nearest even, NaN → 0x7FC0 (Swift's
+   floatToBF16; unlike vcvtneps2bf16 it keeps subnormals). */
+static inline uint16_t assay_bf16_round(float f) {
+    uint32_t bits;
+    __builtin_memcpy(&bits, &f, 4);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
+    return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline __m256i assay_bf16_round16(__m512 v) {
+    __m512i b = _mm512_castps_si512(v);
+    __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1))));
+    r = _mm512_srli_epi32(r, 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void assay_f32_to_bf16_row_512(const float *x, long k, uint16_t *a, long lda) {
+    long j = 0;
+    for (; j + 16 <= k; j += 16) _mm256_storeu_si256((__m256i *)(a + j), assay_bf16_round16(_mm512_loadu_ps(x + j)));
+    if (j < k) {
+        __mmask16 m = (__mmask16)((1u << (k - j)) - 1);
+        _mm256_mask_storeu_epi16(a + j, m, assay_bf16_round16(_mm512_maskz_loadu_ps(m, x + j)));
+    }
+    for (j = k; j < lda; j++) a[j] = 0;
+}
+
+/* Rows [r0, r1) of x (ldx floats apart) rounded to bf16 into a (lda apart), columns k..<lda zeroed.
+   `wide`: AVX512F/BW/VL are there (assay_cpu_has_avx512, asked once by the caller: cpuid traps to
+   the hypervisor in a VM). */
+static inline void assay_f32_to_bf16_rows(int wide, const float *x, long ldx, long r0, long r1, long k, uint16_t *a, long lda) {
+    for (long r = r0; r < r1; r++) {
+        if (wide) {
+            assay_f32_to_bf16_row_512(x + r * ldx, k, a + r * lda, lda);
+        } else {
+            for (long j = 0; j < k; j++) a[r * lda + j] = assay_bf16_round(x[r * ldx + j]);
+            for (long j = k; j < lda; j++) a[r * lda + j] = 0;
+        }
+    }
+}
+
+/* 16 rows × 16 uint32 (lds apart) transposed into 16 rows × 16 (ldd apart). */
+__attribute__((target("avx512f")))
+static inline void assay_transpose16x16_u32(const uint32_t *src, long lds, uint32_t *dst, long ldd) {
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512((const void *)(src + i * lds));
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int c = 0; c < 4; c++) {
+            t[8 * i + c] = _mm512_shuffle_i32x4(r[8 * i + c], r[8 * i + 4 + c], 0x88);
+            t[8 * i + 4 + c] = _mm512_shuffle_i32x4(r[8 * i + c], r[8 * i + 4 + c], 0xDD);
+        }
+    }
+    for (int c = 0; c < 8; c++) {
+        r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xDD);
+    }
+    for (int i = 0; i < 16; i++) _mm512_storeu_si512((void *)(dst + i * ldd), r[i]);
+}
+
+/* The panel of columns nt..<nt+nw (nw ≤ 32), k0..<k0+kw: Bp[p·32 + j] holds B[nt+j][k0+2p, k0+2p+1]
+   (a zero second half past K, zero columns past nw). Whole 16 × 16 blocks go through the
+   transpose; the ragged edges are copied one pair at a time. */
+__attribute__((target("avx512f")))
+static inline void assay_bf16_pack_panel(const uint16_t *B, long ldb, long nt, long nw, long k0, long kw, uint32_t *Bp) {
+    long kp = (kw + 1) / 2, full = kw / 2;  /* pairs; pairs with both halves inside K */
+    long pBlocks = ((k0 | ldb) & 1) ? 0 : full / 16; /* whole uint32 pairs need even k0 and ldb */
+    for (long g = 0; g < 2; g++) {
+        long j0 = 16 * g;
+        if (j0 + 16 <= nw) {
+            for (long pb = 0; pb < pBlocks; pb++)
+                assay_transpose16x16_u32((const uint32_t *)(const void *)(B + (nt + j0) * ldb + k0) + 16 * pb, ldb / 2,
+                                         Bp + 16 * pb * 32 + j0, 32);
+        }
+    }
+    for (long j = 0; j < 32; j++) {
+        long pStart = (j < nw && (j < 16 ? 16 <= nw : 32 <= nw)) ? 16 * pBlocks : 0;
+        if (j >= nw) {
+            for (long p = 0; p < kp; p++) Bp[p * 32 + j] = 0;
+            continue;
+        }
+        const uint16_t *src = B + (nt + j) * ldb + k0;
+        for (long p = pStart; p < full; p++) Bp[p * 32 + j] = (uint32_t)src[2 * p] | ((uint32_t)src[2 * p + 1] << 16);
+        if (kw & 1) Bp[(kp - 1) * 32 + j] = src[kw - 1];
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-static inline void assay_bf16_gemm_cols(const uint16_t *A, long lda, long M, const uint16_t *B, long K,
-                                        long n0, long n1, float *C, long ldc, uint32_t *Bp) {
+static inline void assay_bf16_gemm_cols(const uint16_t *A, long lda, long M, const uint16_t *B, long ldb, long K,
+                                        long n0, long n1, float *C, long ldc, uint32_t *Bp,
+                                        const float *bias, int accumulate) {
     const long KC = 512;
     long Mpad = (M + 7) & ~7L;
     for (long nt = n0; nt < n1; nt += 32) {
         long nw = n1 - nt < 32 ? n1 - nt : 32;
         __mmask16 mask0 = nw >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nw) - 1);
         __mmask16 mask1 = nw > 16 ? (nw >= 32 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nw - 16)) - 1)) : 0;
+        __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + nt) : _mm512_setzero_ps();
+        __m512 bias1 = bias && mask1 ? _mm512_maskz_loadu_ps(mask1, bias + nt + 16) : _mm512_setzero_ps();
         for (long k0 = 0; k0 < K; k0 += KC) {
             long kw = K - k0 < KC ? K - k0 : KC;
             long kp = (kw + 1) / 2;
-            for (long j = 0; j < 32; j++) {
-                if (j < nw) {
-                    const uint16_t *src = B + (nt + j) * K + k0;
-                    for (long p = 0; p < kw / 2; p++) {
-                        uint32_t v;
-                        __builtin_memcpy(&v, src + 2 * p, 4);
-                        Bp[p * 32 + j] = v;
-                    }
-                    if (kw & 1) Bp[(kp - 1) * 32 + j] = src[kw - 1];
-                } else {
-                    for (long p = 0; p < kp; p++) Bp[p * 32 + j] = 0;
-                }
-            }
+            int addOld = k0 > 0 || accumulate, last = k0 + KC >= K;
+            assay_bf16_pack_panel(B, ldb, nt, nw, k0, kw, Bp);
             for (long m = 0; m < Mpad; m += 8) {
                 __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
                 __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
@@ -158,14 +253,152 @@ static inline void assay_bf16_gemm_cols(const uint16_t *A, long lda, long M, con
                 for (int r = 0; r < 8 && m + r < M; r++) {
                     float *dst = C + (m + r) * ldc + nt;
                     __m512 v0 = rows[2 * r], v1 = rows[2 * r + 1];
-                    if (k0 > 0) {
+                    if (addOld) {
                         v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(mask0, dst));
                         if (mask1) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(mask1, dst + 16));
+                    }
+                    if (last && bias) {
+                        v0 = _mm512_add_ps(v0, bias0);
+                        v1 = _mm512_add_ps(v1, bias1);
                     }
                     _mm512_mask_storeu_ps(dst, mask0, v0);
                     if (mask1) _mm512_mask_storeu_ps(dst + 16, mask1, v1);
                 }
             }
+        }
+    }
+}
+
+/* ---- Element-wise pieces of the bf16 path (AVX512F) -----------------------------------------
+   Only the bf16 matmul path uses these: its products already round activations to bf16, so an
+   exp within 2 ulp of expf changes nothing that matters, and the exact f32 path keeps expf. */
+
+/* e^x for 16 lanes: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so n·ln2_hi is exact), a
+   degree-6 Taylor polynomial for e^r (relative error < 2e-7 on that range) and vscalefps for 2^n,
+   which also gives 0 below -104 and +inf above 89 as expf does. */
+__attribute__((target("avx512f")))
+static inline __m512 assay_exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Row r of g·silu… for rows [r0, r1): a[r] = bf16(silu(g[r]) · u[r]) over n columns (g, u: ldg
+   floats apart; a: lda apart, columns n..<lda zeroed) — the SwiGLU product handed straight to
+   the down projection. */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline void assay_swiglu_bf16_rows(const float *g, const float *u, long ldg, long r0, long r1, long n, uint16_t *a, long lda) {
+    for (long r = r0; r < r1; r++) {
+        const float *gr = g + r * ldg, *ur = u + r * ldg;
+        uint16_t *ar = a + r * lda;
+        for (long j = 0; j < n; j += 16) {
+            __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+            __m512 gv = _mm512_maskz_loadu_ps(m, gr + j), uv = _mm512_maskz_loadu_ps(m, ur + j);
+            __m512 den = _mm512_add_ps(_mm512_set1_ps(1.0f), assay_exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+            _mm256_mask_storeu_epi16(ar + j, m, assay_bf16_round16(_mm512_div_ps(_mm512_mul_ps(gv, uv), den)));
+        }
+        for (long j = n; j < lda; j++) ar[j] = 0;
+    }
+}
+
+/* ---- Attention with bf16 products -----------------------------------------------------------
+   For each of `heads` query heads that share one key/value head (GQA):
+   out[i] = Σ_j p_ij·v_j with p_i = softmax_j(scale · q_i·k_j) over the keys query i may see:
+   j < nk, j ≤ causal + i when causal ≥ 0, and valid[j] when valid is given. A query that sees no
+   key gets zeros. q, k, v, out: f32 rows (ldq, ldk, ldv, ldo floats apart); head h's queries and
+   outputs start h·qh and h·oh floats after the first's. Scores and softmax are f32; q, k, v and
+   the probabilities are rounded to bf16 for the two products, as PyTorch's bf16 attention does.
+   Keys and values are converted once for all heads; queries go in blocks of 64 so a block's
+   scores stay in L2 and, when causal, a block only multiplies the keys it may see.
+   `scratch`: assay_attention_scratch_bytes(nk, hd) bytes, 64-byte aligned. */
+#define ASSAY_ATTN_QB 64L
+static inline long assay_attention_scratch_bytes(long nk, long hd) {
+    long hp = (hd + 1) & ~1L, kp = (nk + 1) & ~1L, hr = (hd + 7) & ~7L;
+    long bytes = 256 * 32 * 4;                                              /* packed panel */
+    bytes += ASSAY_ATTN_QB * hp * 2 + ((nk + 7) & ~7L) * hp * 2 + hr * kp * 2; /* q, k, vᵀ in bf16 */
+    bytes += ASSAY_ATTN_QB * nk * 4 + ASSAY_ATTN_QB * kp * 2;               /* scores, probabilities */
+    return bytes + 6 * 64;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static inline void assay_bf16_attention(const float *q, long ldq, long qh, const float *k, long ldk, const float *v, long ldv,
+                                        float *out, long ldo, long oh, long heads, long nq, long nk, long hd, float scale,
+                                        long causal, const uint8_t *valid, void *scratch) {
+    if (nq <= 0 || nk <= 0 || hd <= 0) return;
+    long hp = (hd + 1) & ~1L, kp = (nk + 1) & ~1L;
+    char *s = (char *)scratch;
+#define ASSAY_TAKE(T, name, count) T *name = (T *)(void *)s; s += (((count) * (long)sizeof(T)) + 63) & ~63L;
+    ASSAY_TAKE(uint32_t, panel, 256 * 32)
+    ASSAY_TAKE(uint16_t, qb, ASSAY_ATTN_QB * hp)
+    ASSAY_TAKE(uint16_t, kb, ((nk + 7) & ~7L) * hp)
+    ASSAY_TAKE(uint16_t, vt, ((hd + 7) & ~7L) * kp)
+    ASSAY_TAKE(float, scores, ASSAY_ATTN_QB * nk)
+    ASSAY_TAKE(uint16_t, probs, ASSAY_ATTN_QB * kp)
+#undef ASSAY_TAKE
+    assay_f32_to_bf16_rows(1, k, ldk, 0, nk, hd, kb, hp);
+    /* vᵀ: row c holds column c of v over the keys, a zero past nk. */
+    for (long c = 0; c < hd; c++) {
+        for (long j = 0; j < nk; j++) vt[c * kp + j] = assay_bf16_round(v[j * ldv + c]);
+        if (kp > nk) vt[c * kp + nk] = 0;
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (long h = 0; h < heads; h++) {
+        for (long i0 = 0; i0 < nq; i0 += ASSAY_ATTN_QB) {
+            long bq = nq - i0 < ASSAY_ATTN_QB ? nq - i0 : ASSAY_ATTN_QB;
+            /* keys any query of the block may see */
+            long seen = causal >= 0 ? (causal + i0 + bq < nk ? causal + i0 + bq : nk) : nk;
+            float *o = out + h * oh + i0 * ldo;
+            if (seen <= 0) {
+                for (long i = 0; i < bq; i++) for (long c = 0; c < hd; c++) o[i * ldo + c] = 0;
+                continue;
+            }
+            long seenPad = (seen + 1) & ~1L;
+            assay_f32_to_bf16_rows(1, q + h * qh + i0 * ldq, ldq, 0, bq, hd, qb, hp);
+            for (long i = bq * hp; i < ((bq + 7) & ~7L) * hp; i++) qb[i] = 0;
+            assay_bf16_gemm_cols(qb, hp, bq, kb, hp, hp, 0, seen, scores, seen, panel, 0, 0);
+            for (long i = 0; i < bq; i++) {
+                float *row = scores + i * seen;
+                uint16_t *pr = probs + i * seenPad;
+                long limit = causal >= 0 ? (causal + i0 + i + 1 < seen ? causal + i0 + i + 1 : seen) : seen;
+                if (limit < 0) limit = 0;
+                __m512 mx = _mm512_set1_ps(-INFINITY);
+                for (long j = 0; j < limit; j += 16) {
+                    __mmask16 m = limit - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (limit - j)) - 1);
+                    if (valid) m &= _mm512_cmpneq_epi32_mask(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, valid + j)), _mm512_setzero_si512());
+                    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, row + j));
+                }
+                float top = _mm512_reduce_max_ps(mx);
+                long j = 0;
+                if (top != -INFINITY) {
+                    /* e^(scale·(s − max)): the scale is applied here, in f32, rather than to q. */
+                    __m512 sum = _mm512_setzero_ps(), topv = _mm512_set1_ps(top);
+                    for (j = 0; j < limit; j += 16) {
+                        __mmask16 all = limit - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (limit - j)) - 1), m = all;
+                        if (valid) m &= _mm512_cmpneq_epi32_mask(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(all, valid + j)), _mm512_setzero_si512());
+                        __m512 e = _mm512_maskz_mov_ps(m, assay_exp512(_mm512_mul_ps(sc, _mm512_sub_ps(_mm512_maskz_loadu_ps(all, row + j), topv))));
+                        sum = _mm512_add_ps(sum, e);
+                        _mm512_mask_storeu_ps(row + j, all, e);
+                    }
+                    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+                    for (j = 0; j < limit; j += 16) {
+                        __mmask16 m = limit - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (limit - j)) - 1);
+                        _mm256_mask_storeu_epi16(pr + j, m, assay_bf16_round16(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv)));
+                    }
+                    j = limit;
+                }
+                for (; j < seenPad; j++) pr[j] = 0;
+            }
+            for (long i = bq * seenPad; i < ((bq + 7) & ~7L) * seenPad; i++) probs[i] = 0;
+            assay_bf16_gemm_cols(probs, seenPad, bq, vt, kp, seenPad, 0, hd, o, ldo, panel, 0, 0);
         }
     }
 }

@@ -125,19 +125,21 @@ struct BenchRuntimeCommand: ParsableCommand {
     @Option(help: "Text tokens in the prompt.") var promptTokens = 256
     @Option(help: "Tokens to decode (EOS is ignored).") var genTokens = 128
     @Option(help: "Runs; the median is printed when more than one.") var `repeat` = 1
+    @Option(help: "Matmul precision for bf16 checkpoints: both, bf16 or f32.") var precision = "both"
     @OptionGroup var load: RuntimeLoadOptions
 
     func run() throws {
         let gb = 1e9
         let loadStart = Date()
-        let model = try VLMModel.load(path: modelPath, options: load.loadOptions())
+        let first: MatmulPrecision = precision == "bf16" ? .bfloat16 : .float32
+        let model = try VLMModel.load(path: modelPath, options: load.loadOptions(precision: first))
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let activations = model.activationMode == .float32 ? "f32 activations (exact)" : "ggml activations (quantised, llama.cpp-style)"
         print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightFormat), \(String(format: "%.3f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
         print("cores:      \(ProcessInfo.processInfo.activeProcessorCount); decode: \(activations)")
         var prefillRates: [Double] = [], decodeRates: [Double] = []
         for _ in 0..<max(1, `repeat`) {
-            let (p, d) = try measure(model, label: "fp32 matmuls (exact)")
+            let (p, d) = try measure(model, label: first == .float32 ? "fp32 matmuls (exact)" : "bf16 matmuls (AVX512-BF16)")
             prefillRates.append(p)
             decodeRates.append(d)
         }
@@ -146,7 +148,7 @@ struct BenchRuntimeCommand: ParsableCommand {
             print(String(format: "median of %d runs: prefill %.1f tok/s, decode %.2f tok/s", prefillRates.count, median(prefillRates), median(decodeRates)))
         }
         let peak = RuntimeBenchmark.peakResidentBytes()
-        if model.weightFormat == DType.bf16.rawValue && VLMModel.supportsBF16Matmul {
+        if precision == "both" && model.weightFormat == DType.bf16.rawValue && VLMModel.supportsBF16Matmul {
             _ = try measure(try VLMModel.load(path: modelPath, options: load.loadOptions(precision: .bfloat16)), label: "bf16 matmuls (AVX512-BF16)")
         }
         // Measured after the runs so its buffer does not count in the peak.

@@ -143,7 +143,7 @@ final class TransformerDecoder: @unchecked Sendable {
         let c = config
         let b = cache.batch, rows = b * steps
         let hd = c.headDim, half = hd / 2
-        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd, group = heads / kvHeads
+        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd
         let start = cache.length
         for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }
 
@@ -159,106 +159,146 @@ final class TransformerDecoder: @unchecked Sendable {
         let scale = 1 / Float(hd).squareRoot()
         let mode = activations
 
+        // Every layer runs in one workspace: its buffers are taken once per forward pass.
+        let qDim = heads * hd, inter = c.intermediateSize
+        let work = Workspace()
+        let xn = work.floats(rows * c.hiddenSize), q = work.floats(rows * qDim), k = work.floats(rows * kvDim), v = work.floats(rows * kvDim)
+        let attn = work.floats(rows * qDim), scratch = work.floats(rows * max(c.hiddenSize, qDim))
+        let g = work.floats(rows * inter), u = work.floats(rows * inter)
+        // bf16 rows for the bf16 GEMM (bf16 weights loaded for bf16 matmuls, prefill-sized inputs):
+        // one of the widest input (hidden or attention output), one of the MLP's intermediate width.
+        let bf16 = layers.contains { $0.q.takesBF16(rows: rows) }
+        let aB = bf16 ? work.bf16(rows: rows, cols: max(c.hiddenSize, qDim)) : nil
+        let gB = bf16 ? work.bf16(rows: rows, cols: inter) : nil
+        let hB = aB.map { BF16Rows(reusing: $0, rows: rows, cols: c.hiddenSize) }
+        let oB = aB.map { BF16Rows(reusing: $0, rows: rows, cols: qDim) }
+
         var x = input
-        for (li, layer) in layers.enumerated() {
-            let xn = Kernels.rmsNorm(x, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps)
-            let qkv = Linear.group([layer.q, layer.k, layer.v], xn, rows: rows, activations: mode)
-            var q = qkv[0], k = qkv[1]
-            let v = qkv[2]
-            q.withUnsafeMutableBufferPointer { qp in
-                k.withUnsafeMutableBufferPointer { kp in
-                    cosT.withUnsafeBufferPointer { cp in
-                        sinT.withUnsafeBufferPointer { sp in
-                            for i in 0..<rows {
-                                let cs = cp.baseAddress! + i * half, sn = sp.baseAddress! + i * half // invariant: rows > 0
-                                for hh in 0..<heads { Kernels.rotate(qp.baseAddress! + i * heads * hd + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
-                                for hh in 0..<kvHeads { Kernels.rotate(kp.baseAddress! + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) } // invariant: rows > 0 here
+        x.withUnsafeMutableBufferPointer { xp in
+            guard let xb = xp.baseAddress else { return }
+            for (li, layer) in layers.enumerated() {
+                Kernels.rmsNorm(xb, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps, into: xn)
+                Linear.project([layer.q, layer.k, layer.v], xn, bf16: hB, rows: rows, outs: [q, k, v], activations: mode)
+                // RoPE on q and k, rows split over the cores.
+                cosT.withUnsafeBufferPointer { cp in
+                    sinT.withUnsafeBufferPointer { sp in
+                        guard let cb = cp.baseAddress, let sb = sp.baseAddress else { return }
+                        let chunks = Kernels.elementChunks(rows * (qDim + kvDim))
+                        Kernels.parallel(chunks) { ch in
+                            for i in Kernels.chunk(ch, of: chunks, count: rows) {
+                                let cs = cb + i * half, sn = sb + i * half
+                                for hh in 0..<heads { Kernels.rotate(q + i * qDim + hh * hd, cos: cs, sin: sn, half: half) }
+                                for hh in 0..<kvHeads { Kernels.rotate(k + i * kvDim + hh * hd, cos: cs, sin: sn, half: half) }
                             }
                         }
                     }
                 }
-            }
-            cache.keys[li].withUnsafeMutableBufferPointer { kc in
-                cache.values[li].withUnsafeMutableBufferPointer { vc in
-                    for r in 0..<b {
-                        // A row's new steps are contiguous in both the projections and the cache.
-                        let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
-                        for j in 0..<(steps * kvDim) {
-                            kc[dst + j] = k[src + j]
-                            vc[dst + j] = v[src + j]
+                cache.keys[li].withUnsafeMutableBufferPointer { kc in
+                    cache.values[li].withUnsafeMutableBufferPointer { vc in
+                        guard let kcb = kc.baseAddress, let vcb = vc.baseAddress else { return }
+                        for r in 0..<b {
+                            // A row's new steps are contiguous in both the projections and the cache.
+                            let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
+                            (kcb + dst).update(from: k + src, count: steps * kvDim)
+                            (vcb + dst).update(from: v + src, count: steps * kvDim)
                         }
                     }
                 }
-            }
-            var attn = [Float](repeating: 0, count: rows * heads * hd)
-            let total = start + steps
-            let valid = cache.valid
-            cache.keys[li].withUnsafeBufferPointer { kc in
-                cache.values[li].withUnsafeBufferPointer { vc in
-                    q.withUnsafeBufferPointer { qp in
-                        attn.withUnsafeMutableBufferPointer { ap in
-                            guard let kb = kc.baseAddress, let vb = vc.baseAddress, let qb = qp.baseAddress, let ab = ap.baseAddress else { return }
-                            if steps == 1 {
-                                // Decode: query heads that share a KV head attend together, one sgemm pair
-                                // per (row, KV head, part of its group), so cached keys and values are read
-                                // once per part. Groups are halved when there are too few of them to keep
-                                // every core busy (SmolLM2: 3 KV heads on 2 cores).
-                                let parts = group > 1 && b * kvHeads < 2 * Kernels.cores ? 2 : 1
-                                Kernels.parallel(b * kvHeads * parts) { task in
-                                    let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
-                                    let members = Kernels.chunk(task % parts, of: parts, count: group)
-                                    valid[r].withUnsafeBufferPointer { rowValid in
-                                        let base = r * cache.capacity * kvDim + kh * hd
-                                        let first = r * heads * hd + (kh * group + members.lowerBound) * hd
-                                        Kernels.blockAttention(q: qb + first, ldq: hd, k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
-                                                               out: ab + first, ldo: hd, queries: members.count, keys: total,
-                                                               headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
-                                    }
-                                }
-                            } else {
-                                // Prefill: one sgemm pair per (row, head, block of queries) over the keys
-                                // those queries may see; several query blocks per head keep both cores
-                                // busy when heads do not divide evenly between them.
-                                let blocks = steps >= 64 ? 4 : 1
-                                Kernels.parallel(b * heads * blocks) { task in
-                                    let r = task / (heads * blocks), hh = (task / blocks) % heads
-                                    let queries = Kernels.chunk(task % blocks, of: blocks, count: steps)
-                                    guard !queries.isEmpty else { return }
-                                    valid[r].withUnsafeBufferPointer { rowValid in
-                                        let base = r * cache.capacity * kvDim + (hh / group) * hd
-                                        let first = (r * steps + queries.lowerBound) * heads * hd + hh * hd
-                                        Kernels.blockAttention(q: qb + first, ldq: heads * hd,
-                                                               k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
-                                                               out: ab + first, ldo: heads * hd,
-                                                               queries: queries.count, keys: start + queries.upperBound, headDim: hd,
-                                                               scale: scale, causalOffset: start + queries.lowerBound,
-                                                               keyValid: rowValid.baseAddress)
-                                    }
-                                }
-                            }
-                            // Padded query slots attend to nothing and stay zero.
-                            for r in 0..<b { for s in 0..<steps where !valid[r][start + s] {
-                                for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
-                            } }
-                        }
-                    }
+                attention(layer: li, queries: q, cache: cache, rows: b, steps: steps, start: start, scale: scale,
+                          bf16: layer.q.takesBF16(rows: rows), into: attn)
+                let attnB = layer.o.takesBF16(rows: rows) ? oB : nil
+                attnB?.fill(attn)
+                layer.o.addProjection(attn, bf16: attnB, rows: rows, into: xb, scratch: scratch, activations: mode)
+                Kernels.rmsNorm(xb, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps, into: xn)
+                Linear.project([layer.gate, layer.up], xn, bf16: hB, rows: rows, outs: [g, u], activations: mode)
+                if layer.down.takesBF16(rows: rows), let gB {
+                    Kernels.swiGLU(g, u, into: gB)
+                    layer.down.addProjection(g, bf16: gB, rows: rows, into: xb, scratch: scratch, activations: mode)
+                } else {
+                    Kernels.swiGLU(g, u, rows * inter)
+                    layer.down.addProjection(g, bf16: nil, rows: rows, into: xb, scratch: scratch, activations: mode)
                 }
+                if let trace { trace.stages["layer_\(li)"] = Array(UnsafeBufferPointer(start: xb, count: rows * c.hiddenSize)) }
             }
-            let o = layer.o(attn, rows: rows, activations: mode)
-            Kernels.add(&x, o)
-            let xn2 = Kernels.rmsNorm(x, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps)
-            let gateUp = Linear.group([layer.gate, layer.up], xn2, rows: rows, activations: mode)
-            var g = gateUp[0]
-            let u = gateUp[1]
-            Kernels.swiGLU(&g, u)
-            let m = layer.down(g, rows: rows, activations: mode)
-            Kernels.add(&x, m)
-            trace?.stages["layer_\(li)"] = x
         }
         cache.length += steps
         let out = Kernels.rmsNorm(x, rows: rows, weight: norm, eps: c.rmsNormEps)
         trace?.stages["final_norm"] = out
         return out
+    }
+
+    /// Attention of the new steps of every row against the cache of layer `li`, into attn
+    /// [b · steps, heads · hd]: sgemm in f32 (the exact path) or bf16 products (`bf16`, prefill).
+    private func attention(layer li: Int, queries qb: UnsafePointer<Float>, cache: KVCache, rows b: Int, steps: Int, start: Int,
+                           scale: Float, bf16: Bool, into ab: UnsafeMutablePointer<Float>) {
+        let c = config
+        let hd = c.headDim, heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd, group = heads / kvHeads
+        let total = start + steps
+        let valid = cache.valid
+        cache.keys[li].withUnsafeBufferPointer { kc in
+            cache.values[li].withUnsafeBufferPointer { vc in
+                guard let kb = kc.baseAddress, let vb = vc.baseAddress else { return }
+                if steps == 1 {
+                    // Decode: query heads that share a KV head attend together, one sgemm pair
+                    // per (row, KV head, part of its group), so cached keys and values are read
+                    // once per part. Groups are halved when there are too few of them to keep
+                    // every core busy (SmolLM2: 3 KV heads on 2 cores).
+                    let parts = group > 1 && b * kvHeads < 2 * Kernels.cores ? 2 : 1
+                    Kernels.parallel(b * kvHeads * parts) { task in
+                        let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                        let members = Kernels.chunk(task % parts, of: parts, count: group)
+                        valid[r].withUnsafeBufferPointer { rowValid in
+                            let base = r * cache.capacity * kvDim + kh * hd
+                            let first = r * heads * hd + (kh * group + members.lowerBound) * hd
+                            Kernels.blockAttention(q: qb + first, ldq: hd, k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                   out: ab + first, ldo: hd, queries: members.count, keys: total,
+                                                   headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
+                        }
+                    }
+                } else if bf16 {
+                    // Prefill in bf16: one task per (row, KV head, part of its group); the task
+                    // rounds the shared keys and values once for its query heads.
+                    let parts = min(group, max(1, (4 * Kernels.cores + b * kvHeads - 1) / (b * kvHeads)))
+                    Kernels.parallel(b * kvHeads * parts) { task in
+                        let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                        let members = Kernels.chunk(task % parts, of: parts, count: group)
+                        guard !members.isEmpty else { return }
+                        valid[r].withUnsafeBufferPointer { rowValid in
+                            let base = r * cache.capacity * kvDim + kh * hd
+                            let first = r * steps * heads * hd + (kh * group + members.lowerBound) * hd
+                            Kernels.bf16Attention(q: qb + first, ldq: heads * hd, qHead: hd, k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                  out: ab + first, ldo: heads * hd, outHead: hd, heads: members.count,
+                                                  queries: steps, keys: total, headDim: hd, scale: scale,
+                                                  causalOffset: start, keyValid: rowValid.baseAddress)
+                        }
+                    }
+                } else {
+                    // Prefill: one sgemm pair per (row, head, block of queries) over the keys
+                    // those queries may see; several query blocks per head keep both cores
+                    // busy when heads do not divide evenly between them.
+                    let blocks = steps >= 64 ? 4 : 1
+                    Kernels.parallel(b * heads * blocks) { task in
+                        let r = task / (heads * blocks), hh = (task / blocks) % heads
+                        let queries = Kernels.chunk(task % blocks, of: blocks, count: steps)
+                        guard !queries.isEmpty else { return }
+                        valid[r].withUnsafeBufferPointer { rowValid in
+                            let base = r * cache.capacity * kvDim + (hh / group) * hd
+                            let first = (r * steps + queries.lowerBound) * heads * hd + hh * hd
+                            Kernels.blockAttention(q: qb + first, ldq: heads * hd,
+                                                   k: kb + base, ldk: kvDim, v: vb + base, ldv: kvDim,
+                                                   out: ab + first, ldo: heads * hd,
+                                                   queries: queries.count, keys: start + queries.upperBound, headDim: hd,
+                                                   scale: scale, causalOffset: start + queries.lowerBound,
+                                                   keyValid: rowValid.baseAddress)
+                        }
+                    }
+                }
+                // Padded query slots attend to nothing and stay zero.
+                for r in 0..<b { for s in 0..<steps where !valid[r][start + s] {
+                    for j in 0..<(heads * hd) { ab[(r * steps + s) * heads * hd + j] = 0 }
+                } }
+            }
+        }
     }
 
     /// Logits [rows, vocab] of final-norm hidden rows.

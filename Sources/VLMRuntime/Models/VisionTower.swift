@@ -19,6 +19,12 @@ struct VisionNorm {
         if let bias { return Kernels.layerNorm(x, rows: rows, weight: weight, bias: bias, eps: 1e-6) }
         return Kernels.rmsNorm(x, rows: rows, weight: weight, eps: 1e-6)
     }
+
+    /// The same into caller memory, rows split over the cores.
+    func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        if let bias { return Kernels.layerNorm(x, rows: rows, weight: weight, bias: bias, eps: 1e-6, into: y) }
+        Kernels.rmsNorm(x, rows: rows, weight: weight, eps: 1e-6, into: y)
+    }
 }
 
 enum VisionMLP {
@@ -26,18 +32,35 @@ enum VisionMLP {
     case gated(gate: Linear, up: Linear, down: Linear)
     /// Qwen2-VL: fc2(act(fc1(x))).
     case plain(fc1: Linear, fc2: Linear, quickGelu: Bool)
+}
 
-    func callAsFunction(_ x: [Float], rows: Int) -> [Float] {
+extension VisionMLP {
+    /// y += mlp(x) for n rows, in workspace memory: `gate`/`up` hold n · intermediate floats each;
+    /// `bf16` holds bf16 rows of x's width and of the intermediate width, used when the layers
+    /// take the bf16 GEMM (the SwiGLU product is then rounded straight into the second one).
+    func add(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, gate g: UnsafeMutablePointer<Float>,
+             up u: UnsafeMutablePointer<Float>, bf16: (BF16Rows?, BF16Rows?), scratch: UnsafeMutablePointer<Float>) {
         switch self {
         case .gated(let gate, let up, let down):
-            var g = gate(x, rows: rows)
-            let u = up(x, rows: rows)
-            Kernels.swiGLU(&g, u)
-            return down(g, rows: rows)
+            let inter = gate.outFeatures
+            let xb = gate.takesBF16(rows: n) && up.takesBF16(rows: n) ? bf16.0 : nil
+            Linear.project([gate, up], x, bf16: xb, rows: n, outs: [g, u], activations: .float32)
+            if down.takesBF16(rows: n), let gb = bf16.1 {
+                Kernels.swiGLU(g, u, into: gb)
+                down.addProjection(g, bf16: gb, rows: n, into: y, scratch: scratch)
+            } else {
+                Kernels.swiGLU(g, u, n * inter)
+                down.addProjection(g, bf16: nil, rows: n, into: y, scratch: scratch)
+            }
         case .plain(let fc1, let fc2, let quick):
-            var h = fc1(x, rows: rows)
-            if quick { Kernels.map(&h, Kernels.quickGelu) } else { Kernels.map(&h, Kernels.gelu) }
-            return fc2(h, rows: rows)
+            let inter = fc1.outFeatures
+            let xb = fc1.takesBF16(rows: n) ? bf16.0 : nil
+            xb?.fill(x)
+            fc1.project(x, bf16: xb, rows: n, out: g)
+            Kernels.map(g, n * inter, quick ? Kernels.quickGelu : Kernels.gelu)
+            let hb = fc2.takesBF16(rows: n) ? bf16.1 : nil
+            hb?.fill(g)
+            fc2.addProjection(g, bf16: hb, rows: n, into: y, scratch: scratch)
         }
     }
 }
@@ -191,18 +214,33 @@ final class VisionTower: @unchecked Sendable {
             sinT = permuteUnits(sinT, winIndex, unit: unit, width: half)
         }
 
-        for (bi, block) in blocks.enumerated() {
-            let full = family == .qwen2VL || c.fullAttentionBlocks.contains(bi)
-            let cu = full ? cuFull : cuWindow
-            let h = block.norm1(x, rows: n)
-            var qkv = block.qkv(h, rows: n)
-            applyRotary(&qkv, rows: n, width: d, heads: heads, cos: cosT, sin: sinT)
-            let attn = segmentAttention(qkv, rows: n, width: d, heads: heads, cu: cu)
-            let o = block.proj(attn, rows: n)
-            for i in 0..<x.count { x[i] += o[i] }
-            let m = block.mlp(block.norm2(x, rows: n), rows: n)
-            for i in 0..<x.count { x[i] += m[i] }
-            trace?.stages["block_\(bi)"] = x
+        // The blocks run in one workspace: every buffer is taken once for all 32 blocks.
+        let inter = c.intermediateSize
+        let work = Workspace()
+        let h = work.floats(n * d), qkv = work.floats(n * 3 * d), attn = work.floats(n * d), scratch = work.floats(n * d)
+        let g = work.floats(n * inter), u = work.floats(n * inter)
+        let bf16 = blocks.contains { $0.qkv.takesBF16(rows: n) }
+        let hB = bf16 ? work.bf16(rows: n, cols: d) : nil, gB = bf16 ? work.bf16(rows: n, cols: inter) : nil
+        x.withUnsafeMutableBufferPointer { xp in
+            guard let xb = xp.baseAddress else { return }
+            for (bi, block) in blocks.enumerated() {
+                let full = family == .qwen2VL || c.fullAttentionBlocks.contains(bi)
+                let cu = full ? cuFull : cuWindow
+                // Attention: x += proj(attention(rotary(qkv(norm1(x))))).
+                block.norm1.apply(xb, rows: n, into: h)
+                let viaBF16 = block.qkv.takesBF16(rows: n) ? hB : nil
+                viaBF16?.fill(h)
+                block.qkv.project(h, bf16: viaBF16, rows: n, out: qkv)
+                applyRotary(qkv, rows: n, width: d, heads: heads, cos: cosT, sin: sinT)
+                segmentAttention(qkv, rows: n, width: d, heads: heads, cu: cu, bf16: viaBF16 != nil, into: attn)
+                let attnB = block.proj.takesBF16(rows: n) ? hB : nil
+                attnB?.fill(attn)
+                block.proj.addProjection(attn, bf16: attnB, rows: n, into: xb, scratch: scratch)
+                // MLP: x += mlp(norm2(x)).
+                block.norm2.apply(xb, rows: n, into: h)
+                block.mlp.add(h, rows: n, into: xb, gate: g, up: u, bf16: (hB, gB), scratch: scratch)
+                if let trace { trace.stages["block_\(bi)"] = Array(UnsafeBufferPointer(start: xb, count: n * d)) }
+            }
         }
 
         let normed = mergerNorm(x, rows: n)
@@ -232,16 +270,18 @@ final class VisionTower: @unchecked Sendable {
         return y
     }
 
-    private func applyRotary(_ qkv: inout [Float], rows n: Int, width d: Int, heads: Int, cos: [Float], sin: [Float]) {
+    /// Rotate-half RoPE on the q and k parts of every row of qkv [n, 3d], rows split over the cores.
+    private func applyRotary(_ qkv: UnsafeMutablePointer<Float>, rows n: Int, width d: Int, heads: Int, cos: [Float], sin: [Float]) {
         let hd = d / heads, half = hd / 2
-        qkv.withUnsafeMutableBufferPointer { q in
-            cos.withUnsafeBufferPointer { cp in
-                sin.withUnsafeBufferPointer { sp in
-                    for i in 0..<n {
+        let chunks = Kernels.elementChunks(n * 2 * d)
+        cos.withUnsafeBufferPointer { cp in
+            sin.withUnsafeBufferPointer { sp in
+                guard let cb = cp.baseAddress, let sb = sp.baseAddress else { return }
+                Kernels.parallel(chunks) { ch in
+                    for i in Kernels.chunk(ch, of: chunks, count: n) {
                         for part in 0..<2 {
                             for h in 0..<heads {
-                                Kernels.rotate(q.baseAddress! + i * 3 * d + part * d + h * hd, // invariant: in bounds by construction
-                                               cos: cp.baseAddress! + i * half, sin: sp.baseAddress! + i * half, half: half) // invariant: inside a loop over n > 0 rows
+                                Kernels.rotate(qkv + i * 3 * d + part * d + h * hd, cos: cb + i * half, sin: sb + i * half, half: half)
                             }
                         }
                     }
@@ -250,24 +290,25 @@ final class VisionTower: @unchecked Sendable {
         }
     }
 
-    /// Non-causal attention inside each segment of `cu`, one sgemm pair per (segment, head).
-    private func segmentAttention(_ qkv: [Float], rows n: Int, width d: Int, heads: Int, cu: [Int]) -> [Float] {
+    /// Non-causal attention inside each segment of `cu`, one task per (segment, head): sgemm in
+    /// f32 (the exact path) or bf16 products (`bf16`), into out [n, d].
+    private func segmentAttention(_ qkv: UnsafePointer<Float>, rows n: Int, width d: Int, heads: Int, cu: [Int], bf16: Bool,
+                                  into o: UnsafeMutablePointer<Float>) {
         let hd = d / heads
         let scale = 1 / Float(hd).squareRoot()
-        var out = [Float](repeating: 0, count: n * d)
-        qkv.withUnsafeBufferPointer { qp in
-            out.withUnsafeMutableBufferPointer { op in
-                guard let q = qp.baseAddress, let o = op.baseAddress else { return }
-                let segments = cu.count - 1
-                Kernels.parallel(segments * heads) { task in
-                    let s = task / heads, h = task % heads
-                    let a = cu[s], len = cu[s + 1] - cu[s]
-                    Kernels.blockAttention(q: q + a * 3 * d + h * hd, ldq: 3 * d, k: q + a * 3 * d + d + h * hd, ldk: 3 * d,
-                                           v: q + a * 3 * d + 2 * d + h * hd, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
-                                           queries: len, keys: len, headDim: hd, scale: scale)
-                }
+        let segments = cu.count - 1
+        Kernels.parallel(segments * heads) { task in
+            let s = task / heads, h = task % heads
+            let a = cu[s], len = cu[s + 1] - cu[s]
+            let q = qkv + a * 3 * d + h * hd
+            if bf16 {
+                Kernels.bf16Attention(q: q, ldq: 3 * d, qHead: hd, k: q + d, ldk: 3 * d, v: q + 2 * d, ldv: 3 * d,
+                                      out: o + a * d + h * hd, ldo: d, outHead: hd, heads: 1, queries: len, keys: len,
+                                      headDim: hd, scale: scale)
+            } else {
+                Kernels.blockAttention(q: q, ldq: 3 * d, k: q + d, ldk: 3 * d, v: q + 2 * d, ldv: 3 * d, out: o + a * d + h * hd, ldo: d,
+                                       queries: len, keys: len, headDim: hd, scale: scale)
             }
         }
-        return out
     }
 }

@@ -101,19 +101,20 @@ enum Kernels {
 
     static let hasAVX512BF16 = assay_cpu_has_avx512_bf16() != 0
 
-    /// bf16 GEMM (vdpbf16ps): activations rounded to bf16 once, weights read as stored, columns
+    /// AVX512F/BW/VL with ZMM state saved by the OS (asked once: cpuid traps to the hypervisor in a VM).
+    static let hasAVX512: Bool = {
+        var vnni: Int32 = 0
+        return assay_cpu_has_avx512(&vnni) != 0
+    }()
+
+    /// bf16 GEMM (vdpbf16ps) with the bias and the residual add fused into the store:
+    /// out[m, n] (=, or += when `accumulate`) a · Wᵀ (+ bias). The activations come rounded
+    /// already (`BF16Rows`), so layers that read the same input share one conversion; columns are
     /// split over the cores in 32-wide tiles.
-    static func gemmBF16(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>) {
-        let n = w.rows, k = w.cols
-        let kpad = (k + 1) & ~1, mpad = (m + 7) & ~7
-        let a = UnsafeMutablePointer<UInt16>.allocate(capacity: mpad * kpad)
-        defer { a.deallocate() }
-        a.initialize(repeating: 0, count: mpad * kpad)
-        parallel(cores) { c in
-            for i in chunk(c, of: cores, count: m) {
-                for j in 0..<k { a[i * kpad + j] = floatToBF16(x[i * k + j]) }
-            }
-        }
+    static func gemmBF16(_ a: BF16Rows, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>, ldo: Int? = nil,
+                         bias: UnsafePointer<Float>? = nil, accumulate: Bool = false) {
+        let n = w.rows, k = w.cols, m = a.rows
+        guard m > 0, n > 0 else { return }
         let tiles = (n + 31) / 32
         let chunks = min(tiles, cores * 4)
         let weights = w.raw.assumingMemoryBound(to: UInt16.self)
@@ -122,8 +123,16 @@ enum Kernels {
             guard t0 < t1 else { return }
             let panel = UnsafeMutablePointer<UInt32>.allocate(capacity: 256 * 32)
             defer { panel.deallocate() }
-            assay_bf16_gemm_cols(a, kpad, m, weights, k, t0 * 32, min(n, t1 * 32), out, n, panel)
+            assay_bf16_gemm_cols(a.base, a.ld, m, weights, k, k, t0 * 32, min(n, t1 * 32), out, ldo ?? n, panel, bias, accumulate ? 1 : 0)
         }
+    }
+
+    /// bf16 GEMM of f32 rows: rounds them once, then `gemmBF16`.
+    static func gemmBF16(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, out: UnsafeMutablePointer<Float>) {
+        let a = BF16Rows(rows: m, cols: w.cols)
+        defer { a.deallocate() }
+        a.fill(x)
+        gemmBF16(a, weight: w, out: out)
     }
 
     /// sgemm; non-f32 weights are widened tile by tile so the full matrix is never held in f32.
@@ -260,13 +269,90 @@ enum Kernels {
         for i in 0..<n { y[i] += x[i] }
     }
 
-    /// y += x element-wise (the residual adds); x has y's length.
-    static func add(_ y: inout [Float], _ x: [Float]) {
-        y.withUnsafeMutableBufferPointer { yp in
-            x.withUnsafeBufferPointer { xp in
-                guard let yb = yp.baseAddress, let xb = xp.baseAddress else { return }
-                add(yb, xb, min(yp.count, xp.count))
+    /// Chunks for an element-wise pass over `count` values: one below ~64K (not worth waking a core).
+    @inline(__always)
+    static func elementChunks(_ count: Int) -> Int { count >= 65536 ? cores * 4 : 1 }
+
+    /// y += x over n values, split over the cores (the residual adds of prefill and vision).
+    static func addParallel(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+        let chunks = elementChunks(n)
+        parallel(chunks) { c in
+            let r = chunk(c, of: chunks, count: n)
+            add(y + r.lowerBound, x + r.lowerBound, r.count)
+        }
+    }
+
+    /// out[i, j] += bias[j] for `rows` rows of bias.count values.
+    static func addBias(_ out: UnsafeMutablePointer<Float>, rows: Int, _ bias: [Float]) {
+        let n = bias.count
+        let chunks = elementChunks(rows * n)
+        bias.withUnsafeBufferPointer { b in
+            guard let bb = b.baseAddress else { return }
+            parallel(chunks) { c in
+                for i in chunk(c, of: chunks, count: rows) { add(out + i * n, bb, n) }
             }
+        }
+    }
+
+    /// `rmsNorm` into caller memory, rows split over the cores (same arithmetic per row).
+    static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, weight: [Float], eps: Float, into y: UnsafeMutablePointer<Float>) {
+        let d = weight.count
+        let chunks = elementChunks(rows * d)
+        weight.withUnsafeBufferPointer { wp in
+            guard let w = wp.baseAddress else { return }
+            parallel(chunks) { c in
+                for r in chunk(c, of: chunks, count: rows) {
+                    let xr = x + r * d, yr = y + r * d
+                    let ms = dotF32(xr, xr, d) / Float(d)
+                    let inv = 1 / (ms + eps).squareRoot()
+                    for i in 0..<d { yr[i] = w[i] * (xr[i] * inv) }
+                }
+            }
+        }
+    }
+
+    /// `layerNorm` into caller memory, rows split over the cores (same arithmetic per row).
+    static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, weight: [Float], bias: [Float], eps: Float, into y: UnsafeMutablePointer<Float>) {
+        let d = weight.count
+        let chunks = elementChunks(rows * d)
+        parallel(chunks) { c in
+            for r in chunk(c, of: chunks, count: rows) {
+                var mean: Float = 0
+                for i in 0..<d { mean += x[r * d + i] }
+                mean /= Float(d)
+                var v: Float = 0
+                for i in 0..<d { let t = x[r * d + i] - mean; v += t * t }
+                v /= Float(d)
+                let inv = 1 / (v + eps).squareRoot()
+                for i in 0..<d { y[r * d + i] = (x[r * d + i] - mean) * inv * weight[i] + bias[i] }
+            }
+        }
+    }
+
+    /// g = silu(g) · u over n values (expf: the exact path), split over the cores.
+    static func swiGLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
+        let chunks = elementChunks(n)
+        parallel(chunks) { c in
+            for i in chunk(c, of: chunks, count: n) { g[i] = silu(g[i]) * u[i] }
+        }
+    }
+
+    /// x = f(x) over n values, split over the cores.
+    static func map(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ f: (Float) -> Float) {
+        let chunks = elementChunks(n)
+        parallel(chunks) { c in
+            for i in chunk(c, of: chunks, count: n) { x[i] = f(x[i]) }
+        }
+    }
+
+    /// a = bf16(silu(g) · u) for rows × a.cols values (g, u: a.cols apart): the SwiGLU product
+    /// rounded straight into the down projection's input (AVX512; only the bf16 path calls it).
+    static func swiGLU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, into a: BF16Rows) {
+        let chunks = elementChunks(a.rows * a.cols)
+        parallel(chunks) { c in
+            let r = chunk(c, of: chunks, count: a.rows)
+            guard !r.isEmpty else { return }
+            assay_swiglu_bf16_rows(g, u, a.cols, r.lowerBound, r.upperBound, a.cols, a.base, a.ld)
         }
     }
 
@@ -306,20 +392,6 @@ enum Kernels {
         return y
     }
 
-    /// g = silu(g) · u, split over the cores (prefill and vision run this over millions of values).
-    static func swiGLU(_ g: inout [Float], _ u: [Float]) {
-        let n = g.count
-        let chunks = n >= 65536 ? cores * 4 : 1
-        g.withUnsafeMutableBufferPointer { gp in
-            u.withUnsafeBufferPointer { up in
-                guard let gb = gp.baseAddress, let ub = up.baseAddress else { return }
-                parallel(chunks) { c in
-                    for i in chunk(c, of: chunks, count: n) { gb[i] = silu(gb[i]) * ub[i] }
-                }
-            }
-        }
-    }
-
     /// x = f(x) element-wise, split over the cores.
     static func map(_ x: inout [Float], _ f: (Float) -> Float) {
         let n = x.count
@@ -337,6 +409,22 @@ enum Kernels {
     @inline(__always) static func gelu(_ v: Float) -> Float { 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
 
     // MARK: - Attention
+
+    /// Attention with bf16 products (`assay_bf16_attention`): `heads` query heads (`qHead` /
+    /// `outHead` floats apart) against one key/value head. Query i sees key j when j < keys,
+    /// `keyValid[j]` (if given) and, with `causalOffset` c, j ≤ c + i; a query that sees no key
+    /// gets zeros. Single-threaded: callers run one task per (segment or row, head group).
+    static func bf16Attention(q: UnsafePointer<Float>, ldq: Int, qHead: Int, k: UnsafePointer<Float>, ldk: Int,
+                              v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>, ldo: Int, outHead: Int,
+                              heads: Int, queries nq: Int, keys nk: Int, headDim: Int, scale: Float,
+                              causalOffset: Int? = nil, keyValid: UnsafePointer<Bool>? = nil) {
+        guard nq > 0, nk > 0, heads > 0 else { return }
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: assay_attention_scratch_bytes(nk, headDim), alignment: 64)
+        defer { scratch.deallocate() }
+        let valid = keyValid.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) }  // Bool is one byte, 0 or 1
+        assay_bf16_attention(q, ldq, qHead, k, ldk, v, ldv, out, ldo, outHead, heads, nq, nk, headDim, scale,
+                             causalOffset ?? -1, valid, scratch)
+    }
 
     /// Attention of a block of queries against a block of keys through sgemm: scores = q·kᵀ·scale,
     /// disallowed keys −∞, row softmax, out = p·v. Query i may see key j when `keyValid[j]`
@@ -385,4 +473,67 @@ enum Kernels {
             x[j + half] = b * c[j] + a * s[j]
         }
     }
+}
+
+/// Activation rows rounded to bf16 (round to nearest even, as `floatToBF16`) for the bf16 GEMM:
+/// `ld` = cols rounded up to even (the pairs vdpbf16ps multiplies), zero padded, with room for
+/// rows up to the next multiple of 8 (the kernel's row block; those rows are computed, never
+/// stored). Owned by whoever allocates it.
+struct BF16Rows {
+    let base: UnsafeMutablePointer<UInt16>
+    let rows: Int
+    let cols: Int
+    var ld: Int { (cols + 1) & ~1 }
+
+    init(rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        let count = max(1, ((rows + 7) & ~7) * ((cols + 1) & ~1))
+        base = .allocate(capacity: count)
+        base.initialize(repeating: 0, count: count)
+    }
+
+    /// The same memory viewed as fewer rows or columns (a workspace sized for the widest use).
+    init(reusing other: BF16Rows, rows: Int, cols: Int) {
+        precondition(((rows + 7) & ~7) * ((cols + 1) & ~1) <= max(1, ((other.rows + 7) & ~7) * other.ld))  // invariant: callers size workspaces for their widest view
+        base = other.base
+        self.rows = rows
+        self.cols = cols
+    }
+
+    func deallocate() { base.deallocate() }
+
+    /// Rounds x [rows, cols] (`ldx` floats apart, default cols) into these rows, split over the cores.
+    func fill(_ x: UnsafePointer<Float>, ldx: Int? = nil) {
+        let stride = ldx ?? cols, wide: Int32 = Kernels.hasAVX512 ? 1 : 0
+        let chunks = rows * cols >= 1 << 15 ? Kernels.cores * 2 : 1
+        Kernels.parallel(chunks) { c in
+            let r = Kernels.chunk(c, of: chunks, count: rows)
+            guard !r.isEmpty else { return }
+            assay_f32_to_bf16_rows(wide, x, stride, r.lowerBound, r.upperBound, cols, base, ld)
+        }
+    }
+}
+
+/// Memory for one forward pass: buffers taken once and reused by every layer, freed together.
+/// Fresh arrays per layer cost more than the element-wise work on them: buffers of tens of MB are
+/// mmapped by malloc and zero-filled by the kernel page by page on first touch, every time.
+final class Workspace {
+    private var buffers: [UnsafeMutableRawPointer] = []
+
+    /// `count` floats, zeroed.
+    func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
+        buffers.append(p)
+        return p.initializeMemory(as: Float.self, repeating: 0, count: max(1, count))
+    }
+
+    /// bf16 rows for the bf16 GEMM, freed with the workspace.
+    func bf16(rows: Int, cols: Int) -> BF16Rows {
+        let a = BF16Rows(rows: rows, cols: cols)
+        buffers.append(UnsafeMutableRawPointer(a.base))
+        return a
+    }
+
+    deinit { for p in buffers { p.deallocate() } }
 }

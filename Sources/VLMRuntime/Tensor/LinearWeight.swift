@@ -126,32 +126,6 @@ struct Linear: @unchecked Sendable {
         return y
     }
 
-    /// Several layers reading the same input (Q, K, V; gate, up), fused where the weights allow.
-    static func group(_ layers: [Linear], _ x: [Float], rows m: Int, activations: ActivationMode) -> [[Float]] {
-        let sizes = layers.map { m * $0.outFeatures }
-        var all = [Float](repeating: 0, count: sizes.reduce(0, +))
-        x.withUnsafeBufferPointer { xp in
-            all.withUnsafeMutableBufferPointer { ap in
-                guard let xb = xp.baseAddress, let base = ap.baseAddress else { return }
-                var offset = 0
-                var outs: [UnsafeMutablePointer<Float>] = []
-                for size in sizes { outs.append(base + offset); offset += size }
-                LinearWeight.apply(layers.map(\.weight), xb, rows: m, outs: outs, activations: activations)
-            }
-        }
-        var result: [[Float]] = []
-        var offset = 0
-        for (layer, size) in zip(layers, sizes) {
-            var out = Array(all[offset..<(offset + size)])
-            if let bias = layer.bias {
-                for r in 0..<m { for j in 0..<layer.outFeatures { out[r * layer.outFeatures + j] += bias[j] } }
-            }
-            result.append(out)
-            offset += size
-        }
-        return result
-    }
-
     /// `callAsFunction` into caller-owned memory.
     func apply(_ x: UnsafePointer<Float>, rows m: Int, out: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32) {
         weight.apply(x, rows: m, out: out, activations: activations)
@@ -159,6 +133,67 @@ struct Linear: @unchecked Sendable {
         bias.withUnsafeBufferPointer { b in
             guard let bb = b.baseAddress else { return }
             for i in 0..<m { Kernels.add(out + i * outFeatures, bb, outFeatures) }
+        }
+    }
+}
+
+// MARK: - Products into workspace memory (prefill and vision)
+
+extension Linear {
+    /// Whether `m` rows through this layer take the bf16 GEMM (bf16 weights loaded with
+    /// `MatmulPrecision.bfloat16` on an AVX512-BF16 CPU, and enough rows for a GEMM).
+    func takesBF16(rows m: Int) -> Bool {
+        guard m >= Kernels.gemmThreshold, case .dense(let w) = weight else { return false }
+        return w.bf16Matmul
+    }
+
+    /// out = x · Wᵀ + b (m rows). `xb` is x already rounded to bf16 when `takesBF16(rows: m)`;
+    /// then the bias is fused into the GEMM. Otherwise the exact path: the product, then the
+    /// bias added row by row (split over the cores).
+    func project(_ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int, out: UnsafeMutablePointer<Float>,
+                 activations: ActivationMode = .float32) {
+        guard m > 0 else { return }
+        if let xb, case .dense(let w) = weight, w.bf16Matmul, m >= Kernels.gemmThreshold {
+            withBias { Kernels.gemmBF16(xb, weight: w, out: out, bias: $0) }
+            return
+        }
+        weight.apply(x, rows: m, out: out, activations: activations)
+        if let bias { Kernels.addBias(out, rows: m, bias) }
+    }
+
+    /// y += x · Wᵀ + b (the residual connection after attention and after the MLP). On the bf16
+    /// path (`xb` given) the GEMM adds into y directly; the exact path keeps the reference's
+    /// order — product and bias into `scratch` (m · outFeatures floats), then y += scratch.
+    func addProjection(_ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int, into y: UnsafeMutablePointer<Float>,
+                       scratch: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32) {
+        guard m > 0 else { return }
+        if let xb, case .dense(let w) = weight, w.bf16Matmul, m >= Kernels.gemmThreshold {
+            withBias { Kernels.gemmBF16(xb, weight: w, out: y, bias: $0, accumulate: true) }
+            return
+        }
+        project(x, bf16: nil, rows: m, out: scratch, activations: activations)
+        Kernels.addParallel(y, scratch, m * outFeatures)
+    }
+
+    private func withBias(_ body: (UnsafePointer<Float>?) -> Void) {
+        guard let bias else { return body(nil) }
+        bias.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+
+    /// Several layers reading the same input (Q, K, V; gate, up) into caller memory: one bf16
+    /// rounding of x shared by all when they take the bf16 GEMM (`xb`, sized for x), else the
+    /// exact path, where few-row inputs with quantised weights share one activation preparation.
+    static func project(_ layers: [Linear], _ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int,
+                        outs: [UnsafeMutablePointer<Float>], activations: ActivationMode) {
+        guard m > 0 else { return }
+        if let xb, layers.allSatisfy({ $0.takesBF16(rows: m) }) {
+            xb.fill(x)
+            for (layer, out) in zip(layers, outs) { layer.project(x, bf16: xb, rows: m, out: out) }
+            return
+        }
+        LinearWeight.apply(layers.map(\.weight), x, rows: m, outs: outs, activations: activations)
+        for (layer, out) in zip(layers, outs) {
+            if let bias = layer.bias { Kernels.addBias(out, rows: m, bias) }
         }
     }
 }
