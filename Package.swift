@@ -72,7 +72,7 @@ let package = Package(
             name: "AssaySweepTests",
             dependencies: ["AssayEngine", "AssayServer", "AssayBackends", "AssayStore", "AssaySuites", "AssayCore", "AssayReport", "AssayTestSupport"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
-        .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport"]),
+        .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
         .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),
     ]

@@ -37,10 +37,13 @@ public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
         // Settings that change the numbers are part of what a cached answer depends on.
         if let q = options.quantization { fingerprint += "+quantize=\(q.rawValue)" }
         if options.activations == .ggml { fingerprint += "+activations=ggml" }
+        let bf16Matmuls = options.precision == .bfloat16 && VLMModel.supportsBF16Matmul
         var display = name ?? URL(fileURLWithPath: modelPath).lastPathComponent
         if model.isGGUF, name == nil, display.hasSuffix(".gguf") { display = String(display.dropLast(5)) }
         var notes: [String: String] = ["weights": model.weightFormat,
-                                       "decode_activations": options.activations == .float32 ? "f32" : "ggml"]
+                                       "decode_activations": options.activations == .float32 ? "f32" : "ggml",
+                                       "prefill_matmuls": bf16Matmuls ? "bf16" : "f32"]
+        if bf16Matmuls { fingerprint += "+matmul=bf16" }
         if !model.acceptsImages {
             display += Self.textOnlyMarker
             notes["images"] = "dropped: the model is text-only"

@@ -4,32 +4,48 @@ import Foundation
 import Glibc
 #endif
 
+/// A buffer larger than the caches, allocated and touched once, whose every pass measures the
+/// read bandwidth available at that moment: every core sums its share. On a shared machine the
+/// bandwidth moves by a factor of two within seconds, so a decode rate is only comparable with
+/// samples taken beside it (`assay bench runtime` pairs one with every decode step).
+public final class BandwidthProbe: @unchecked Sendable {
+    private let count: Int
+    private let buffer: UnsafeMutablePointer<Float>
+
+    public init(bytes: Int = 512 << 20) {
+        count = max(Kernels.cores * 32, bytes / 4)
+        buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        let count = count, buffer = buffer
+        Kernels.parallel(Kernels.cores) { c in
+            let part = Kernels.chunk(c, of: Kernels.cores, count: count)
+            for i in part { buffer[i] = Float(i & 7) }
+        }
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Bytes per second of one pass over the buffer.
+    public func sample() -> Double {
+        let count = count, buffer = buffer, cores = Kernels.cores
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: cores)
+        defer { sums.deallocate() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        Kernels.parallel(cores) { c in
+            let part = Kernels.chunk(c, of: cores, count: count)
+            sums[c] = Kernels.dotF32(buffer + part.lowerBound, buffer + part.lowerBound, part.count)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return Double(count * 4) / max(seconds, 1e-9)
+    }
+}
+
 /// Measurements for `assay bench runtime`: machine bandwidth, peak memory, and the weight bytes
 /// a decode step has to stream.
 public enum RuntimeBenchmark {
-    /// Read bandwidth in bytes/s: every core sums its share of a buffer larger than the caches,
-    /// best of a few passes.
+    /// Read bandwidth in bytes/s: the best of a few passes of a `BandwidthProbe`.
     public static func memoryBandwidth(bytes: Int = 1 << 30) -> Double {
-        let count = bytes / 4
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { buf.deallocate() }
-        Kernels.parallel(Kernels.cores) { c in
-            let per = count / Kernels.cores
-            for i in (c * per)..<((c + 1) * per) { buf[i] = Float(i & 7) }
-        }
-        var best = 0.0
-        for _ in 0..<4 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let per = count / Kernels.cores
-            let sums = UnsafeMutablePointer<Float>.allocate(capacity: Kernels.cores)
-            Kernels.parallel(Kernels.cores) { c in
-                sums[c] = Kernels.dotF32(buf + c * per, buf + c * per, per)
-            }
-            sums.deallocate()
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            best = max(best, Double(per * Kernels.cores * 4) / seconds)
-        }
-        return best
+        let probe = BandwidthProbe(bytes: bytes)
+        return (0..<4).map { _ in probe.sample() }.max() ?? 0
     }
 
     /// Peak resident set size of this process in bytes.
@@ -81,4 +97,42 @@ extension VLMModel {
 
     /// The activation path decode uses with quantised weights.
     public var activationMode: ActivationMode { decoder.activations }
+}
+
+/// Decode steps timed one by one, each paired with the read bandwidth sampled right before and
+/// right after it, so the ratio compares the two under the same load on a shared machine.
+public struct PairedDecodeBandwidth: Sendable {
+    /// Weight bytes streamed per second by each step (decodeWeightBytes / step time).
+    public var streamed: [Double]
+    /// Read bandwidth beside each step (mean of the samples before and after it).
+    public var sampled: [Double]
+    /// streamed / sampled per step.
+    public var ratios: [Double] { zip(streamed, sampled).map { $0 / $1 } }
+
+    public static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return 0 }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}
+
+extension VLMModel {
+    /// Greedy decode of `steps` tokens after the prompt `ids`, with a bandwidth sample of `probe`
+    /// between every two steps (the samples are not part of the steps' times).
+    public func pairedDecodeBandwidth(prompt ids: [Int], steps: Int, probe: BandwidthProbe) throws -> PairedDecodeBandwidth {
+        let bytes = Double(decodeWeightBytes)
+        var stepSeconds: [Double] = [], samples: [Double] = []
+        var stepStart: UInt64?
+        var stats = GenerationStats()
+        _ = try generate(prepare(tokenIds: [ids]), parameters: GenerationParameters(maxNewTokens: steps + 1, stopAtEOS: false),
+                         stats: &stats) { _ in
+            let now = DispatchTime.now().uptimeNanoseconds
+            if let stepStart { stepSeconds.append(Double(now - stepStart) / 1e9) }
+            samples.append(probe.sample())
+            stepStart = DispatchTime.now().uptimeNanoseconds
+        }
+        let pairs = min(stepSeconds.count, samples.count - 1)
+        return PairedDecodeBandwidth(streamed: (0..<pairs).map { bytes / stepSeconds[$0] },
+                                     sampled: (0..<pairs).map { (samples[$0] + samples[$0 + 1]) / 2 })
+    }
 }

@@ -16,8 +16,21 @@ struct RuntimeLoadOptions: ParsableArguments {
     var quantize: String?
     @Option(help: "Decode activations for quantised weights: f32 (exact, matches the reference) or ggml (llama.cpp's quantised activations: faster, not exact).")
     var activations = "f32"
+    @Option(help: "Prefill and vision matmuls over bf16 weights: f32 (exact, the default; matches the fp32 reference) or bf16 (AVX512-BF16 products with f32 accumulation, like transformers in bfloat16: 2.5–3× faster prefill and vision on bf16 checkpoints, not bit-exact).")
+    var precision: String?
 
-    func loadOptions(minPixels: Int? = nil, maxPixels: Int? = nil, precision: MatmulPrecision = .float32) throws -> LoadOptions {
+    /// The --precision given, if any.
+    func matmulPrecision() throws -> MatmulPrecision? {
+        switch precision?.lowercased() {
+        case nil: return nil
+        case "f32", "float32", "fp32": return .float32
+        case "bf16", "bfloat16": return .bfloat16
+        case let other?: throw ValidationError("--precision must be f32 or bf16, not \(other)")
+        }
+    }
+
+    func loadOptions(minPixels: Int? = nil, maxPixels: Int? = nil, precision override: MatmulPrecision? = nil) throws -> LoadOptions {
+        let precision = try override ?? matmulPrecision() ?? .float32
         var quantization: WeightQuantization?
         if let quantize {
             guard let q = WeightQuantization(rawValue: quantize.lowercased()) else {
@@ -125,13 +138,14 @@ struct BenchRuntimeCommand: ParsableCommand {
     @Option(help: "Text tokens in the prompt.") var promptTokens = 256
     @Option(help: "Tokens to decode (EOS is ignored).") var genTokens = 128
     @Option(help: "Runs; the median is printed when more than one.") var `repeat` = 1
-    @Option(help: "Matmul precision for bf16 checkpoints: both, bf16 or f32.") var precision = "both"
     @OptionGroup var load: RuntimeLoadOptions
 
     func run() throws {
         let gb = 1e9
         let loadStart = Date()
-        let first: MatmulPrecision = precision == "bf16" ? .bfloat16 : .float32
+        // Without --precision, a bf16 checkpoint is measured both ways (exact first).
+        let chosen = try load.matmulPrecision()
+        let first = chosen ?? .float32
         let model = try VLMModel.load(path: modelPath, options: load.loadOptions(precision: first))
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let activations = model.activationMode == .float32 ? "f32 activations (exact)" : "ggml activations (quantised, llama.cpp-style)"
@@ -144,26 +158,35 @@ struct BenchRuntimeCommand: ParsableCommand {
             decodeRates.append(d)
         }
         if prefillRates.count > 1 {
-            func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
-            print(String(format: "median of %d runs: prefill %.1f tok/s, decode %.2f tok/s", prefillRates.count, median(prefillRates), median(decodeRates)))
+            print(String(format: "median of %d runs: prefill %.1f tok/s, decode %.2f tok/s", prefillRates.count,
+                         PairedDecodeBandwidth.median(prefillRates), PairedDecodeBandwidth.median(decodeRates)))
         }
         let peak = RuntimeBenchmark.peakResidentBytes()
-        if precision == "both" && model.weightFormat == DType.bf16.rawValue && VLMModel.supportsBF16Matmul {
+        if chosen == nil && model.weightFormat == DType.bf16.rawValue && VLMModel.supportsBF16Matmul {
             _ = try measure(try VLMModel.load(path: modelPath, options: load.loadOptions(precision: .bfloat16)), label: "bf16 matmuls (AVX512-BF16)")
         }
-        // Measured after the runs so its buffer does not count in the peak.
-        let bandwidth = RuntimeBenchmark.memoryBandwidth()
+        // Measured after the runs so the probe's buffer does not count in the peak: decode steps
+        // of the first model, each beside a bandwidth sample (the bandwidth of a shared machine
+        // moves by a factor of two within seconds, so only neighbouring figures compare).
+        let probe = BandwidthProbe()
+        let ids = Array(model.tokenizer.encode(filler).prefix(promptTokens))
+        let paired = try model.pairedDecodeBandwidth(prompt: ids, steps: min(max(genTokens, 1), 32), probe: probe)
+        let median = PairedDecodeBandwidth.median
         let perToken = Double(model.decodeWeightBytes)
-        let decodeRate = decodeRates.sorted()[decodeRates.count / 2]
-        print(String(format: "bandwidth:  %.1f GB/s (read, all cores)", bandwidth / gb))
-        print(String(format: "decode:     %.3f GB of weights per token → bound %.1f tok/s; reached %.0f%% of it",
-                     perToken / gb, bandwidth / perToken, 100 * decodeRate * perToken / bandwidth))
+        let best = paired.sampled.max() ?? 0
+        print(String(format: "bandwidth:  %.1f GB/s read (all cores), median of %d samples beside decode steps; range %.1f–%.1f GB/s",
+                     median(paired.sampled) / gb, paired.sampled.count, (paired.sampled.min() ?? 0) / gb, best / gb))
+        print(String(format: "decode:     %.3f GB of weights per token, streamed at %.1f GB/s = %.0f%% of the bandwidth beside each step (median of %d steps); bound at the best sample %.1f tok/s",
+                     perToken / gb, median(paired.streamed) / gb, 100 * median(paired.ratios), paired.ratios.count, best / perToken))
         print(String(format: "peak RSS:   %.2f GB", Double(peak) / gb))
+    }
+
+    private var filler: String {
+        String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
     }
 
     /// One prompt + decode run; prints its figures and returns (prefill, decode) tokens/s.
     func measure(_ model: VLMModel, label: String) throws -> (Double, Double) {
-        let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend. ", count: max(1, promptTokens / 8 + 2))
         let ids = Array(model.tokenizer.encode(filler).prefix(promptTokens))
         let start = Date()
         let batch: PromptBatch

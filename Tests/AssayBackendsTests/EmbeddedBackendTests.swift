@@ -1,6 +1,7 @@
 import AssayBackends
 import AssayCore
 import AssayTestSupport
+import VLMRuntime
 import Foundation
 import XCTest
 
@@ -52,6 +53,27 @@ final class EmbeddedBackendTests: XCTestCase {
             let corrupt = try await backend.generate(broken)
             XCTAssertEqual(corrupt.status, .error)
             XCTAssertEqual(corrupt.errorKind, "bad_input")
+        }
+    }
+}
+
+/// Settings that change the numbers (bf16 prefill matmuls, quantised weights) give a different
+/// checkpoint identity, so a resumed or cached sweep never mixes their answers with exact ones.
+final class EmbeddedBackendIdentityTests: XCTestCase {
+    func testNumberChangingSettingsAreInTheIdentity() throws {
+        let folder = try Fixtures.require("goldens").appendingPathComponent("qwen2_5_vl_tiny_bf16_v5/checkpoint")
+        let exact = try EmbeddedBackend(modelPath: folder.path)
+        let again = try EmbeddedBackend(modelPath: folder.path, options: LoadOptions(precision: .float32))
+        XCTAssertEqual(exact.identity, again.identity)
+        XCTAssertEqual(exact.runNotes["prefill_matmuls"], "f32")
+        let quantised = try EmbeddedBackend(modelPath: folder.path, options: LoadOptions(quantization: .q8_0))
+        XCTAssertNotEqual(exact.identity.checkpoint, quantised.identity.checkpoint)
+        let bf16 = try EmbeddedBackend(modelPath: folder.path, options: LoadOptions(precision: .bfloat16))
+        if VLMModel.supportsBF16Matmul {
+            XCTAssertNotEqual(exact.identity.checkpoint, bf16.identity.checkpoint)
+            XCTAssertEqual(bf16.runNotes["prefill_matmuls"], "bf16")
+        } else {
+            XCTAssertEqual(exact.identity.checkpoint, bf16.identity.checkpoint, "bf16 falls back to exact f32 on this CPU")
         }
     }
 }

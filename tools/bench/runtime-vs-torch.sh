@@ -6,7 +6,7 @@
 #   tools/bench/runtime-vs-torch.sh [RUNS]      (needs torch, transformers, pillow from PyPI;
 #                                                ../shared/fixtures/tokenizers/qwen2 for the tokenizer)
 # Environment: ASSAY (default .build-rel/release/assay), WORK (default /tmp/assay-bench-3b),
-# PROMPT_TOKENS (128), GEN_TOKENS (32), THREADS (2).
+# PROMPT_TOKENS (128), GEN_TOKENS (32), THREADS (2). The medians over the rounds are printed last.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
@@ -51,3 +51,36 @@ for i in $(seq 1 "$RUNS"); do
     --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --threads "$THREADS" --dtype bfloat16 2>&1 \
     | grep -v -i -E "warn|loading" | tee "$WORK/torch-$i.txt"
 done
+
+# Medians over the rounds, side by side.
+python3 - "$WORK" "$RUNS" <<'PY'
+import re, statistics, sys
+work, runs = sys.argv[1], int(sys.argv[2])
+def grab(pattern, text):
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else None
+rows = {}
+for i in range(1, runs + 1):
+    text = open(f"{work}/assay-{i}.txt").read()
+    for label, section in re.findall(r"\[(fp32|bf16) matmuls[^\]]*\]\n((?:  .*\n)+)", text):
+        name = f"assay {label}"
+        rows.setdefault(name, []).append({
+            "vision s": grab(r"vision:\s+([\d.]+) s", section), "prefill tok/s": grab(r"= ([\d.]+) tok/s", section),
+            "first token s": grab(r"first token:\s+([\d.]+) s", section),
+            "decode tok/s": grab(r"decode:\s+\d+ tokens in [\d.]+ s = ([\d.]+)", section),
+            "peak GB": grab(r"peak RSS:\s+([\d.]+)", text), "decode/bandwidth %": grab(r"= (\d+)% of the bandwidth", text)})
+    t = open(f"{work}/torch-{i}.txt").read()
+    rows.setdefault("torch bf16", []).append({
+        "vision s": grab(r"vision ([\d.]+)s", t), "prefill tok/s": grab(r"prefill \d+ tokens in [\d.]+s = ([\d.]+)", t),
+        "first token s": grab(r"first token ([\d.]+)s", t), "decode tok/s": grab(r"decode \d+ tokens in [\d.]+s = ([\d.]+)", t),
+        "peak GB": grab(r"peak RSS ([\d.]+)", t), "decode/bandwidth %": None})
+columns = ["vision s", "prefill tok/s", "first token s", "decode tok/s", "peak GB", "decode/bandwidth %"]
+print(f"\nmedians of {runs} alternating rounds")
+print(f"{'':12}" + "".join(f"{c:>20}" for c in columns))
+for name, values in rows.items():
+    cells = []
+    for c in columns:
+        v = [r[c] for r in values if r[c] is not None]
+        cells.append(f"{statistics.median(v):>20.2f}" if v else f"{'-':>20}")
+    print(f"{name:12}" + "".join(cells))
+PY
