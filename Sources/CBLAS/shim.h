@@ -86,6 +86,50 @@ static inline void assay_dot_rows(const void *w, int kind, const float *x, long 
     }
 }
 
+/* out[r] = dot(row r of w, x) for 8 consecutive weight rows (ldw elements apart) and one
+   activation row: each 8-float load of x serves all 8 rows. For decode when x is too wide for L1
+   (Qwen2.5-VL-3B's down projection: 11,008 floats = 43 KB): one row at a time then re-reads x
+   from L2 for every row and streams weights at two thirds of the memory bandwidth; 8 rows at a
+   time stream at the full bandwidth. kind as for assay_dot_rows. */
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 assay_load_kind(const void *w, int kind, long j) {
+    if (kind == 1) return assay_load_bf16((const uint16_t *)w + j);
+    if (kind == 2) return assay_load_f16((const uint16_t *)w + j);
+    return _mm256_loadu_ps((const float *)w + j);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline void assay_dot_8rows(const void *w, int kind, long ldw, const float *x, long n, float *out) {
+    long es = kind == 0 ? 4 : 2; /* bytes per weight element */
+    const char *base = (const char *)w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 xv = _mm256_loadu_ps(x + j);
+        a0 = _mm256_fmadd_ps(assay_load_kind(base, kind, j), xv, a0);
+        a1 = _mm256_fmadd_ps(assay_load_kind(base + 1 * ldw * es, kind, j), xv, a1);
+        a2 = _mm256_fmadd_ps(assay_load_kind(base + 2 * ldw * es, kind, j), xv, a2);
+        a3 = _mm256_fmadd_ps(assay_load_kind(base + 3 * ldw * es, kind, j), xv, a3);
+        a4 = _mm256_fmadd_ps(assay_load_kind(base + 4 * ldw * es, kind, j), xv, a4);
+        a5 = _mm256_fmadd_ps(assay_load_kind(base + 5 * ldw * es, kind, j), xv, a5);
+        a6 = _mm256_fmadd_ps(assay_load_kind(base + 6 * ldw * es, kind, j), xv, a6);
+        a7 = _mm256_fmadd_ps(assay_load_kind(base + 7 * ldw * es, kind, j), xv, a7);
+    }
+    __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int r = 0; r < 8; r++) {
+        float s = assay_hsum256(acc[r]);
+        const char *row = base + r * ldw * es;
+        for (long k = j; k < n; k++) {
+            float wk;
+            if (kind == 1) { uint32_t bits = (uint32_t)((const uint16_t *)(const void *)row)[k] << 16; __builtin_memcpy(&wk, &bits, 4); }
+            else if (kind == 2) { wk = _cvtsh_ss(((const uint16_t *)(const void *)row)[k]); }
+            else wk = ((const float *)(const void *)row)[k];
+            s += wk * x[k];
+        }
+        out[r] = s;
+    }
+}
+
 /* ---- bf16 × bf16 → f32 matrix product with AVX512-BF16 (vdpbf16ps) -------------------------
    For prefill, vision and attention when the caller opted into bf16 matmuls: OpenBLAS as shipped
    by Debian has no sbgemm. C[m, n] (=, or += with `accumulate`) Σ_k A[m, k]·B[n, k] (+ bias[n])

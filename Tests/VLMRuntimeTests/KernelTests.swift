@@ -29,7 +29,12 @@ final class KernelTests: XCTestCase {
     }
 
     func testGemvOverStoredTypesMatchesReference() {
-        let n = 37, k = 1031
+        // k = 1031: one weight row at a time; k = 4101 ≥ wideRowThreshold with one activation row:
+        // 8 rows per pass (n = 37: four groups of 8, then 5 single rows; an odd k tail in both).
+        for k in [1031, Kernels.wideRowThreshold + 5] { gemvMatchesReference(n: 37, k: k) }
+    }
+
+    func gemvMatchesReference(n: Int, k: Int) {
         let w = values(n * k, seed: 1)
         for m in [1, 3, 9] {
             let x = values(m * k, seed: 2)
@@ -40,7 +45,7 @@ final class KernelTests: XCTestCase {
                 x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
                     Kernels.gemv(xp.baseAddress!, rows: m, weight: wm, out: yp.baseAddress!)
                 } }
-                assertClose(y, want, atol: 1e-3, rtol: 1e-5, "gemv \(dtype) m=\(m)")
+                assertClose(y, want, atol: 1e-3, rtol: 1e-5, "gemv \(dtype) m=\(m) k=\(k)")
             }
         }
     }
