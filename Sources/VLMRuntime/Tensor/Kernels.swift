@@ -377,36 +377,22 @@ enum Kernels {
 
     /// y = x / sqrt(mean(x²) + eps) · w, per row (Qwen2RMSNorm in fp32).
     static func rmsNorm(_ x: [Float], rows: Int, weight: [Float], eps: Float) -> [Float] {
-        let d = weight.count
-        var y = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                weight.withUnsafeBufferPointer { wp in
-                    for r in 0..<rows {
-                        let xr = xp.baseAddress! + r * d, yr = yp.baseAddress! + r * d // invariant: rows·d == count > 0
-                        let ms = dotF32(xr, xr, d) / Float(d)
-                        let inv = 1 / (ms + eps).squareRoot()
-                        for i in 0..<d { yr[i] = wp[i] * (xr[i] * inv) }
-                    }
-                }
-            }
-        }
-        return y
+        rowwise(x) { Kernels.rmsNorm($0, rows: rows, weight: weight, eps: eps, into: $1) }
     }
 
     /// torch.nn.LayerNorm per row.
     static func layerNorm(_ x: [Float], rows: Int, weight: [Float], bias: [Float], eps: Float) -> [Float] {
-        let d = weight.count
+        rowwise(x) { Kernels.layerNorm($0, rows: rows, weight: weight, bias: bias, eps: eps, into: $1) }
+    }
+
+    /// y = body(x, y) into a fresh array of x's size (the array forms of the pointer kernels).
+    private static func rowwise(_ x: [Float], _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
-        for r in 0..<rows {
-            var mean: Float = 0
-            for i in 0..<d { mean += x[r * d + i] }
-            mean /= Float(d)
-            var v: Float = 0
-            for i in 0..<d { let t = x[r * d + i] - mean; v += t * t }
-            v /= Float(d)
-            let inv = 1 / (v + eps).squareRoot()
-            for i in 0..<d { y[r * d + i] = (x[r * d + i] - mean) * inv * weight[i] + bias[i] }
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
+                body(xb, yb)
+            }
         }
         return y
     }
