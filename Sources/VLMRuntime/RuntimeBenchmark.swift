@@ -39,15 +39,9 @@ public final class BandwidthProbe: @unchecked Sendable {
     }
 }
 
-/// Measurements for `assay bench runtime`: machine bandwidth, peak memory, and the weight bytes
-/// a decode step has to stream.
+/// Measurements for `assay bench runtime` beside `BandwidthProbe`: peak memory, and the weight
+/// bytes a decode step has to stream.
 public enum RuntimeBenchmark {
-    /// Read bandwidth in bytes/s: the best of a few passes of a `BandwidthProbe`.
-    public static func memoryBandwidth(bytes: Int = 1 << 30) -> Double {
-        let probe = BandwidthProbe(bytes: bytes)
-        return (0..<4).map { _ in probe.sample() }.max() ?? 0
-    }
-
     /// Peak resident set size of this process in bytes.
     public static func peakResidentBytes() -> Int {
         var usage = rusage()

@@ -174,7 +174,6 @@ enum Kernels {
                 var partial = [Float](repeating: 0, count: 8)
                 partial.withUnsafeMutableBufferPointer { pp in
                     let p = pp.baseAddress!  // invariant: 8 elements
-                    var i0 = 0
                     if m == 1 && k >= wideRowThreshold {
                         // One activation row wider than L1: 8 weight rows per pass over x.
                         var r = a
@@ -187,8 +186,9 @@ enum Kernels {
                             out[r] = p[0]
                             r += 1
                         }
-                        i0 = m
+                        return
                     }
+                    var i0 = 0
                     while i0 < m {
                         let mm = min(8, m - i0)
                         for r in a..<b {
