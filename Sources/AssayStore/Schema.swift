@@ -129,6 +129,47 @@ enum Schema {
                 );
                 """)
         }
+        // Test-time scaling: critic calls of self-critic tournaments (cached by content, one row
+        // per match and order), and which candidate each derived `NAME@METHOD-n` run took and why.
+        migrator.registerMigration("v3-critic-judgements-and-selections") { db in
+            try db.execute(sql: """
+                CREATE TABLE critic_judgements (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    cache_key TEXT NOT NULL UNIQUE,
+                    critic TEXT NOT NULL,
+                    task TEXT NOT NULL,
+                    suite_id TEXT NOT NULL,
+                    item_id TEXT NOT NULL,
+                    first_response_key TEXT NOT NULL,
+                    second_response_key TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('ok', 'truncated', 'error')),
+                    error_kind TEXT,
+                    error_message TEXT,
+                    verdict INTEGER CHECK (verdict IN (1, 2)),
+                    verdict_method TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 1,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    latency_seconds REAL,
+                    created_at TEXT NOT NULL
+                );
+                CREATE INDEX critic_judgements_by_item ON critic_judgements(suite_id, item_id);
+
+                CREATE TABLE selections (
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    suite_id TEXT NOT NULL,
+                    item_id TEXT NOT NULL,
+                    source_run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    method TEXT NOT NULL,
+                    n INTEGER NOT NULL,
+                    chosen_sample INTEGER,
+                    reason TEXT NOT NULL,
+                    critic_calls INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (run_id, suite_id, item_id)
+                );
+                """)
+        }
         return migrator
     }
 }

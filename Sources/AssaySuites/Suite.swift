@@ -98,6 +98,9 @@ public struct Suite: Sendable {
         case "sanity":
             let items = try SanityGenerator.items(count: count ?? source.count ?? 200, seed: source.seed ?? 0)
             return (items, SanityGenerator.checksum(items))
+        case "arithmetic":
+            let items = ArithmeticGenerator.items(count: count ?? source.count ?? 300, seed: source.seed ?? 0)
+            return (items, ArithmeticGenerator.checksum(items))
         default:
             throw SuiteError.manifest(file: manifest.directory ?? manifest.id, "unknown generator '\(source.name ?? "")'")
         }

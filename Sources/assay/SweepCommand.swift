@@ -110,6 +110,10 @@ struct SweepCommand: AsyncParsableCommand {
                 note("\(embedded.identity.model): a text-only model; image parts of prompts are dropped")
             }
             backendNotes = embedded.runNotes
+            // Where the model came from, so `assay select` can load the same model as its own critic.
+            backendNotes["model_path"] = URL(fileURLWithPath: path).standardizedFileURL.path
+            if let modelName { backendNotes["model_name"] = modelName }
+            if let quantize = load.quantize { backendNotes["quantize"] = quantize.lowercased() }
             model = embedded
         }
 

@@ -76,6 +76,8 @@ final class RewardSuitesTests: XCTestCase {
         XCTAssertEqual(metrics.unparsed, 1)
         XCTAssertEqual(metrics.metrics["position_consistency"], 0)
         XCTAssertEqual(metrics.metrics["unparsed_count"], 1)
+        XCTAssertEqual(metrics.metrics["unparsed_rate"], 25)
+        XCTAssertEqual(metrics.metrics["consistent_accuracy"], 0)  // no pair right in both orders
         XCTAssertEqual(metrics.metrics["tie_count"], 0)
         XCTAssertEqual(metrics.metrics["pair_count"], 2)
         XCTAssertEqual(metrics.metrics["official_order_accuracy"], 50)  // 0@21 wrong, 1@12 right
@@ -85,6 +87,27 @@ final class RewardSuitesTests: XCTestCase {
         let units = suite.bootstrapUnits(results)
         XCTAssertEqual(units.map(\.id), ["0", "1"])
         XCTAssertEqual(units.map(\.stratum), ["hallucination", "reasoning"])
+    }
+
+    /// A critic that always prefers the response shown first is right half the time and caught
+    /// by position consistency 0%; one that knows the answer is consistent and right in both orders.
+    func testCriticQualityCatchesAPositionBiasedJudge() throws {
+        let (suite, items) = try vlRewardBench()
+        func metrics(_ reply: (Item) -> String) -> SuiteMetrics {
+            suite.aggregate(items.map { loaded in
+                let extraction = suite.extract(reply(loaded.item), item: loaded.item)
+                return ScoredItem(item: loaded.item, extraction: extraction, score: suite.score(extraction, item: loaded.item))
+            })
+        }
+        let firstShown = metrics { _ in "Overall Judgment: Answer 1 is better." }
+        XCTAssertEqual(firstShown.score, 50)
+        XCTAssertEqual(firstShown.metrics["position_consistency"], 0)
+        XCTAssertEqual(firstShown.metrics["consistent_accuracy"], 0)
+        XCTAssertEqual(firstShown.metrics["unparsed_rate"], 0)
+        let oracle = metrics { "<think>compare</think> \\boxed{\($0.answer)}" }
+        XCTAssertEqual(oracle.score, 100)
+        XCTAssertEqual(oracle.metrics["position_consistency"], 100)
+        XCTAssertEqual(oracle.metrics["consistent_accuracy"], 100)
     }
 
     func testCategoriesFromIdPrefixesWhenTheColumnIsMissing() {

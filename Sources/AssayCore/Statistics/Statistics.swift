@@ -152,6 +152,45 @@ public enum Statistics {
         return Interval(percentile(differences, alpha), percentile(differences, 1 - alpha))
     }
 
+    /// Percentile bootstrap interval of the mean over suites of each suite's headline (an
+    /// "average over benchmarks" figure): every resample draws each suite's units again, within
+    /// strata for macro-mean suites, independently of the other suites.
+    public static func bootstrapMeanOfHeadlines(
+        _ suites: [(units: [BootstrapUnit], statistic: HeadlineStatistic)], resamples: Int = 10_000,
+        confidence: Double = 0.95, seed: UInt64 = 0
+    ) -> Interval {
+        let present = suites.filter { !$0.units.isEmpty }
+        guard !present.isEmpty, resamples > 0 else { return Interval(0, 0) }
+        // Strata in first-appearance order so the same seed gives the same draws.
+        let grouped: [[[BootstrapUnit]]] = present.map { suite in
+            var order: [String] = []
+            var groups: [String: [BootstrapUnit]] = [:]
+            for unit in suite.units {
+                let key = suite.statistic == .macroMean ? unit.stratum : ""
+                if groups[key] == nil { order.append(key) }
+                groups[key, default: []].append(unit)
+            }
+            return order.map { groups[$0] ?? [] }
+        }
+        var generator = SeededGenerator(seed: seed)
+        var means = [Double](repeating: 0, count: resamples)
+        for r in 0..<resamples {
+            var total = 0.0
+            for (suite, groups) in zip(present, grouped) {
+                var drawn: [BootstrapUnit] = []
+                drawn.reserveCapacity(suite.units.count)
+                for group in groups {
+                    for _ in 0..<group.count { drawn.append(group[generator.nextIndex(below: group.count)]) }
+                }
+                total += headline(drawn, statistic: suite.statistic)
+            }
+            means[r] = total / Double(present.count)
+        }
+        means.sort()
+        let alpha = (1 - confidence) / 2
+        return Interval(percentile(means, alpha), percentile(means, 1 - alpha))
+    }
+
     /// Linear-interpolated percentile of sorted values (numpy's default method), `q` in 0…1.
     public static func percentile(_ sorted: [Double], _ q: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }

@@ -12,8 +12,9 @@ import Foundation
 /// also scored alone (`official_order_accuracy`). Reported besides accuracy and the
 /// per-category accuracies:
 /// - `position_consistency`: the share of pairs whose two judgements pick the same response;
-/// - `tie_count` and `unparsed_count`: judgements that name no winner (scored wrong, never
-///   replaced by a random pick as the official scripts do);
+/// - `consistent_accuracy`: the share of pairs judged right in both orders;
+/// - `tie_count`, `unparsed_count` and `unparsed_rate` (percent of judgements): judgements that
+///   name no winner (scored wrong, never replaced by a random pick as the official scripts do);
 /// - VL-RewardBench: `macro_accuracy` over general / hallucination / reasoning and
 ///   `accuracy_excluding_unparsed` (the official `cal.py` drops unmatched judgements);
 /// - MM-RLHF-RewardBench: `acc_plus`, the share of prompts all of whose pairs are judged right.
@@ -26,7 +27,8 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
     }
 
     public let benchmark: Benchmark
-    public let version = "1"
+    /// 2: `consistent_accuracy` and `unparsed_rate` added.
+    public let version = "2"
     /// MM-RLHF-RewardBench's video prompts are folders of frames.
     public let videoColumn = "video"
 
@@ -269,10 +271,14 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
                 return a == b
             }
             metrics["position_consistency"] = Double(consistent.count) / Double(complete.count) * 100
+            // Right in both orders: what a judge knows, not what its position bias lets it guess.
+            let rightTwice = complete.filter { pair in pair.judgements.allSatisfy { $0.score.value == 1 } }
+            metrics["consistent_accuracy"] = Double(rightTwice.count) / Double(complete.count) * 100
         }
         metrics["pair_count"] = Double(allPairs.count)
         metrics["tie_count"] = Double(results.filter { $0.extraction.answer == "tie" }.count)
         metrics["unparsed_count"] = Double(results.filter { $0.extraction.isUnparsed }.count)
+        metrics["unparsed_rate"] = Double(results.filter { $0.extraction.isUnparsed }.count) / Double(results.count) * 100
         let official = results.filter { $0.item.metadata["official_order"] == .bool(true) }
         if !official.isEmpty {
             metrics["official_order_accuracy"] = official.reduce(0) { $0 + $1.score.value } / Double(official.count) * 100

@@ -15,6 +15,7 @@ public enum ScorerRegistry {
         "blink": { _ in BLINKScorer() },
         "mmmu": { _ in MMMUScorer() },
         "mathvista": { _ in MathVistaScorer() },
+        "exact_number": { _ in ExactNumberScorer() },
     ]
 
     public static var names: [String] { factories.keys.sorted() }
