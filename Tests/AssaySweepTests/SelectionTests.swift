@@ -38,9 +38,13 @@ final class ScriptedCritic: ChatResponder, @unchecked Sendable {
 
     let mode = Locked(Mode.knowsTheAnswer)
     let calls = Locked(0)
+    /// Seconds before each answer (so a selection lasts long enough to be killed).
+    let delay = Locked(0.0)
 
     func reply(to request: OpenAIWire.ChatRequest, context: ChatRequestContext) async -> ChatReply {
         calls.withLock { $0 += 1 }
+        let wait = delay.withLock { $0 }
+        if wait > 0 { try? await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
         let text = request.messages.last?.text ?? ""
         switch mode.withLock({ $0 }) {
         case .broken: return .failure(status: 500, message: "critic down")
