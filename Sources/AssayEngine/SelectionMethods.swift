@@ -91,15 +91,27 @@ public enum SelectionRules {
 
     // MARK: - Tournament pieces
 
-    /// The seeded bracket of a tournament: the candidates in a permutation determined by
-    /// `"<seed>|<suite>|<item>|<n>"`; round by round, neighbours meet and the last of an odd
-    /// number waits a round.
+    /// The seeded bracket of a tournament over the usable samples below n. Samples are taken in
+    /// blocks that double: [0], [1], [2, 4), [4, 8), [8, 16), …; each block is shuffled by a
+    /// permutation seeded from `"<seed>|<suite>|<item>|<block start>"`, and the blocks follow each
+    /// other. Neighbours meet round by round (the last of an odd number waits a round), so the
+    /// tournament over the first 2ᵏ samples is exactly the first part of every larger one: a
+    /// curve n = 1, 2, 4, … N costs the N − 1 matches of the largest tournament, and each point's
+    /// winner is a finalist of the next.
     public static func bracket(_ samples: [Int], seed: UInt64, suite: String, item: String, n: Int) -> [Int] {
-        var order = samples.sorted()
-        let digest = SHA256.hex("bracket|\(seed)|\(suite)|\(item)|\(n)")
-        var g = SeededGenerator(seed: UInt64(digest.prefix(16), radix: 16) ?? seed)
-        if order.count > 1 {
-            for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, g.nextIndex(below: i + 1)) }
+        let usable = Set(samples.filter { $0 < n })
+        var order: [Int] = []
+        var lo = 0
+        while lo < n {
+            let hi = lo == 0 ? 1 : 2 * lo
+            var block = Array(lo..<hi)
+            let digest = SHA256.hex("bracket|\(seed)|\(suite)|\(item)|\(lo)")
+            var g = SeededGenerator(seed: UInt64(digest.prefix(16), radix: 16) ?? seed)
+            if block.count > 1 {
+                for i in stride(from: block.count - 1, to: 0, by: -1) { block.swapAt(i, g.nextIndex(below: i + 1)) }
+            }
+            order += block.filter { usable.contains($0) }
+            lo = hi
         }
         return order
     }

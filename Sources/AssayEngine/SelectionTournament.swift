@@ -116,7 +116,9 @@ struct TournamentRunner {
                         guard let job = try makeJob(entry: entry, item: item, first: first, second: second) else { continue }
                         if outcomes[job.key] != nil || planned.contains(job.key) { continue }
                         if let stored = try selection.store.criticJudgement(cacheKey: job.key), stored.response.status != .error {
-                            outcomes[job.key] = .verdict(stored.verdict)
+                            // The raw reply is read again with the current rules (as `assay score`
+                            // re-extracts answers); the stored verdict is the reading at call time.
+                            outcomes[job.key] = .verdict(CriticVerdict.read(stored.response.text).position)
                             counts.cached += 1
                             continue
                         }

@@ -15,6 +15,7 @@ final class CriticVerdictTests: XCTestCase {
             // No box: a final statement of the choice.
             ("<think>hmm</think> Response 2 is better because it adds correctly.", 2, "stated"),
             ("Answer 1 is better than answer 2? No, answer 2 is the better one.", 2, "stated"),
+            ("1. The first response is better.  The second response is not better.", 1, "stated"),
         ]
         for (reply, position, method) in cases {
             let verdict = CriticVerdict.read(reply)

@@ -185,6 +185,9 @@ final class SelectionTests: XCTestCase {
             XCTAssertEqual(selfCritic.critic.asked + selfCritic.critic.cached, critic.calls.withLock { $0 })
             XCTAssertEqual(selfCritic.critic.failed, 0)
             XCTAssertEqual(selfCritic.critic.unparsed, 0)
+            // Nested brackets: the n = 8 tournaments contain the n = 2 and 4 ones; only n = 3 adds
+            // its last match (7 + 1 per item, two orders; identical candidate texts share a key).
+            XCTAssertLessThanOrEqual(selfCritic.critic.asked, 12 * (7 + 1) * 2)
 
             // Judgements are stored one per match and order, with the raw output and the verdict.
             let stored = try store.integer("SELECT COUNT(*) FROM critic_judgements")
@@ -310,10 +313,19 @@ final class SelectionTests: XCTestCase {
         XCTAssertEqual(SelectionRules.decide(a: 5, b: 3, aShownFirst: 1, bShownFirst: 1).winner, 3)      // the earlier draw
         XCTAssertEqual(SelectionRules.decide(a: 5, b: 3, aShownFirst: nil, bShownFirst: 2).winner, 5)    // one order decides
         XCTAssertEqual(SelectionRules.decide(a: 5, b: 3, aShownFirst: nil, bShownFirst: nil).rule, "unparsed")
-        let bracket = SelectionRules.bracket(Array(0..<8), seed: 0, suite: "s", item: "i", n: 8)
-        XCTAssertEqual(bracket.sorted(), Array(0..<8))
-        XCTAssertEqual(bracket, SelectionRules.bracket(Array(0..<8), seed: 0, suite: "s", item: "i", n: 8))
-        XCTAssertNotEqual(bracket, SelectionRules.bracket(Array(0..<8), seed: 1, suite: "s", item: "i", n: 8))
+        let bracket = SelectionRules.bracket(Array(0..<16), seed: 0, suite: "s", item: "i", n: 16)
+        XCTAssertEqual(bracket.sorted(), Array(0..<16))
+        XCTAssertEqual(bracket, SelectionRules.bracket(Array(0..<16), seed: 0, suite: "s", item: "i", n: 16))
+        XCTAssertNotEqual(bracket, SelectionRules.bracket(Array(0..<16), seed: 1, suite: "s", item: "i", n: 16))
+        // Nested: the bracket of the first 2ᵏ samples opens every larger one; blocks double.
+        for n in [1, 2, 4, 8] {
+            XCTAssertEqual(Array(bracket.prefix(n)), SelectionRules.bracket(Array(0..<16), seed: 0, suite: "s", item: "i", n: n))
+            XCTAssertEqual(Set(bracket.prefix(n)), Set(0..<n))
+        }
+        XCTAssertEqual(Array(bracket.prefix(2)), [0, 1])
+        // Failed samples are left out; the others keep their places.
+        XCTAssertEqual(SelectionRules.bracket([0, 1, 2, 3, 5, 6, 7], seed: 0, suite: "s", item: "i", n: 8),
+                       SelectionRules.bracket(Array(0..<8), seed: 0, suite: "s", item: "i", n: 8).filter { $0 != 4 })
         XCTAssertEqual(TournamentRunner.pairs([4, 1, 7]).map { [$0.0, $0.1] }, [[4, 1]])
     }
 

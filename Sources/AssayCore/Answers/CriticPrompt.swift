@@ -81,13 +81,16 @@ public enum CriticVerdict: Sendable, Hashable {
         }
     }
 
-    /// The last "Response N is better" / "Answer N is better" statement, when it names one position.
+    /// The last "Response N is better" / "the first response is better" statement (or the same
+    /// with "answer"), when it names one position.
     static func statedChoice(_ text: String) -> Int? {
         let lower = text.lowercased()
         var found: (index: String.Index, position: Int)?
         for word in ["response", "answer"] {
             for position in [1, 2] {
-                for phrase in ["\(word) \(position) is better", "\(word) \(position) is the better"] {
+                let ordinal = position == 1 ? "first" : "second"
+                for phrase in ["\(word) \(position) is better", "\(word) \(position) is the better",
+                               "\(ordinal) \(word) is better", "\(ordinal) \(word) is the better"] {
                     if let range = lower.range(of: phrase, options: .backwards),
                        found == nil || range.lowerBound > found!.index {
                         found = (range.lowerBound, position)
