@@ -277,7 +277,10 @@ public struct Selection: Sendable {
                 }
                 candidates[itemID]?.sort { $0.sample < $1.sample }
             }
-            result.append(SourceSuite(suite: suite, registration: registration, items: items, candidates: candidates,
+            // The items this run asked (the items table also holds those other runs of the same
+            // dataset asked beyond this run's --limit or shard).
+            let asked = items.filter { responses[$0.id] != nil }
+            result.append(SourceSuite(suite: suite, registration: registration, items: asked, candidates: candidates,
                                       responses: responses))
         }
         guard !result.isEmpty else { throw SelectionError.noSuites(run: source.name) }

@@ -294,6 +294,12 @@ final class SelectionTests: XCTestCase {
         XCTAssertThrowsError(try SelectionConfiguration.parseNs("0"))
         XCTAssertEqual(try SelectionConfiguration.parseNs("8, 1,2,2"), [1, 2, 8])
         XCTAssertEqual(try store.runs().count, runs)
+        // Another run of the same dataset with more items does not add items to this one's selection.
+        try await sweep(Dictionary(uniqueKeysWithValues: try arithmeticItems(20).map { ($0.id, ["1"]) }), items: 20, samples: 1,
+                        store: store, run: "wider")
+        let oracle = try await select(.oracle, ns: [8], store: store)
+        XCTAssertEqual(oracle.points.first?.failed, 0)
+        XCTAssertEqual(oracle.points.first?.suites.first?.metrics.n, 12)
         // A derived run is not a source.
         _ = try await select(.first, ns: [1], store: store)
         do {
