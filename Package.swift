@@ -42,6 +42,9 @@ let package = Package(
             ]),
         // Import, sweep and scoring passes that tie suites, backends and the store together.
         .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
+        // Training: critic data, rewards (Swift and the exported Python twin), EasyR1 export. The
+        // inference path does not import it.
+        .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine"]),
         // Comparison between runs, Markdown and SVG rendering.
         .target(name: "AssayReport", dependencies: ["AssayCore", "AssaySuites", "AssayStore"]),
         // Embedded inference runtime (Qwen2-VL / Qwen2.5-VL, Llama family) on OpenBLAS.
@@ -54,6 +57,7 @@ let package = Package(
             name: "assay",
             dependencies: [
                 "AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "AssayEngine", "AssayReport", "VLMRuntime", "AssayServer",
+                "AssayTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -71,6 +75,9 @@ let package = Package(
         .testTarget(
             name: "AssaySweepTests",
             dependencies: ["AssayEngine", "AssayServer", "AssayBackends", "AssayStore", "AssaySuites", "AssayCore", "AssayReport", "AssayTestSupport"]),
+        .testTarget(
+            name: "AssayTrainingTests",
+            dependencies: ["AssayTraining", "AssayEngine", "AssayStore", "AssaySuites", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),

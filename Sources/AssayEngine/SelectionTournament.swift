@@ -59,29 +59,11 @@ struct TournamentRunner {
         self.critic = critic
         self.suites = suites
         for entry in suites where entry.items.contains(where: { !$0.images.isEmpty }) {
-            for loaded in try Self.loadImages(entry, dataDirectory: selection.configuration.dataDirectory) {
+            for loaded in try RunDataset.loadItems(suite: entry.suite, registration: entry.registration,
+                                                   dataDirectory: selection.configuration.dataDirectory) {
                 for (ref, data) in zip(loaded.item.images, loaded.imageData) { imageBytes[ref.sha256] = data }
             }
         }
-    }
-
-    /// The items of a suite with their image bytes, from the dataset the run recorded (or the
-    /// data folder), checked against the run's dataset checksum.
-    static func loadImages(_ entry: Selection.SourceSuite, dataDirectory: URL?) throws -> [LoadedItem] {
-        let registration = entry.registration
-        var dataset: URL?
-        if !registration.datasetPath.hasPrefix("generated:") {
-            dataset = URL(fileURLWithPath: registration.datasetPath)
-            if !FileManager.default.fileExists(atPath: registration.datasetPath), let dataDirectory {
-                dataset = try DataFetch(directory: dataDirectory).localDataset(for: entry.suite)
-            }
-        }
-        let (items, sha256, path) = try SweepSuite(suite: entry.suite, dataset: dataset).load(images: .keep, video: VideoSampling())
-        guard sha256 == registration.datasetSHA256 else {
-            throw StoreError.datasetMismatch(run: "critic prompts (\(path))", suite: entry.suite.id,
-                                             existing: registration.datasetSHA256, requested: sha256)
-        }
-        return items
     }
 
     mutating func run(ns: [Int]) async throws -> [TournamentKey: Tournament] {

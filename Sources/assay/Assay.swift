@@ -10,7 +10,7 @@ struct Assay: AsyncParsableCommand {
         subcommands: [
             SuitesCommand.self, ImportCommand.self, ScoreCommand.self, MetricsCommand.self,
             CompareCommand.self, ReportCommand.self, ModelsCommand.self,
-            SweepCommand.self, MergeCommand.self, DataCommand.self, SelectCommand.self,
+            SweepCommand.self, MergeCommand.self, DataCommand.self, SelectCommand.self, CriticCommand.self, TrainCommand.self,
         ] + runtimeCommands
     )
 }

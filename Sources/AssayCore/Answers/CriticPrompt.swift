@@ -62,24 +62,8 @@ public enum CriticVerdict: Sendable, Hashable {
         return .unparsed(reason: visible.isEmpty ? "no answer after the reasoning" : "no boxed choice of response 1 or 2")
     }
 
-    /// `1`/`2` alone after removing LaTeX text wrappers, a leading "Response"/"Answer" word and
-    /// punctuation.
-    static func position(in boxed: String) -> Int? {
-        var s = boxed.lowercased()
-        for wrapper in ["\\text{", "\\textbf{", "\\mathrm{", "\\mathbf{"] {
-            s = s.replacingOccurrences(of: wrapper, with: "")
-        }
-        s = s.replacingOccurrences(of: "}", with: "")
-        s = s.trimmingCharacters(in: CharacterSet.alphanumerics.inverted)
-        for word in ["response", "answer", "output", "option"] where s.hasPrefix(word) {
-            s = String(s.dropFirst(word.count)).trimmingCharacters(in: CharacterSet.alphanumerics.inverted)
-        }
-        switch s {
-        case "1", "one", "first": return 1
-        case "2", "two", "second": return 2
-        default: return nil
-        }
-    }
+    /// `1`/`2` named by a boxed answer (`CriticLabel`).
+    static func position(in boxed: String) -> Int? { CriticLabel.parse(boxed) }
 
     /// The last "Response N is better" / "the first response is better" statement (or the same
     /// with "answer"), when it names one position.
@@ -99,5 +83,98 @@ public enum CriticVerdict: Sendable, Hashable {
             }
         }
         return found?.position
+    }
+}
+
+/// Which position a critic's boxed answer names: `1`/`2` alone (or one/two/first/second) once
+/// LaTeX text wrappers, a leading "Response"/"Answer"/"Output"/"Option" and surrounding
+/// punctuation are removed. Defined on code points with ASCII case folding only, so that the
+/// exported Python reward (`EasyR1Export`) computes exactly the same on every input.
+public enum CriticLabel {
+    static let wrappers = ["\\text{", "\\textbf{", "\\mathrm{", "\\mathbf{"].map { Array($0.unicodeScalars) }
+    static let words = ["response", "answer", "output", "option"].map { Array($0.unicodeScalars) }
+    static let labels: [String: Int] = ["1": 1, "one": 1, "first": 1, "2": 2, "two": 2, "second": 2]
+
+    public static func parse(_ text: String) -> Int? {
+        var s = CodePoints.asciiLowercased(Array(text.unicodeScalars))
+        for wrapper in wrappers { s = CodePoints.replacing(wrapper, with: [], in: s) }
+        s = CodePoints.replacing(["}"], with: [], in: s)
+        s = CodePoints.stripNonAlphanumeric(s)
+        for word in words where s.starts(with: word) {
+            s = CodePoints.stripNonAlphanumeric(Array(s.dropFirst(word.count)))
+        }
+        return labels[String(String.UnicodeScalarView(s))]
+    }
+}
+
+/// Text operations with Python `str` semantics (code points, `str.isspace`, ASCII-only case
+/// folding), for rules that Python code must reproduce exactly.
+public enum CodePoints {
+    /// The characters Python's `str.isspace()` (and `\s` in a `str` pattern) accepts.
+    public static func isPythonSpace(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000: return true
+        default: return false
+        }
+    }
+
+    public static func asciiLowercased(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        s.map { $0.value >= 65 && $0.value <= 90 ? Unicode.Scalar($0.value + 32) ?? $0 : $0 }
+    }
+
+    static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
+        (c.value >= 48 && c.value <= 57) || (c.value >= 97 && c.value <= 122)
+    }
+
+    /// Drops characters other than `0-9a-z` from both ends.
+    public static func stripNonAlphanumeric(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        guard let first = s.firstIndex(where: isASCIIAlphanumeric), let last = s.lastIndex(where: isASCIIAlphanumeric) else { return [] }
+        return Array(s[first...last])
+    }
+
+    /// Python's `str.strip()`.
+    public static func strip(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        guard let first = s.firstIndex(where: { !isPythonSpace($0) }), let last = s.lastIndex(where: { !isPythonSpace($0) }) else { return [] }
+        return Array(s[first...last])
+    }
+
+    /// Python's `str.find(needle, start)`.
+    public static func find(_ needle: [Unicode.Scalar], in s: [Unicode.Scalar], from start: Int = 0) -> Int? {
+        guard !needle.isEmpty else { return start <= s.count ? start : nil }
+        var i = max(0, start)
+        while i + needle.count <= s.count {
+            if s[i] == needle[0], s[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Python's `str.rfind(needle)`.
+    public static func rfind(_ needle: [Unicode.Scalar], in s: [Unicode.Scalar]) -> Int? {
+        guard !needle.isEmpty, needle.count <= s.count else { return needle.isEmpty ? s.count : nil }
+        var i = s.count - needle.count
+        while i >= 0 {
+            if s[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i -= 1
+        }
+        return nil
+    }
+
+    /// Python's `str.replace(old, new)`: non-overlapping, left to right.
+    public static func replacing(_ old: [Unicode.Scalar], with new: [Unicode.Scalar], in s: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        guard !old.isEmpty else { return s }
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(s.count)
+        var i = 0
+        while i < s.count {
+            if i + old.count <= s.count, s[i..<(i + old.count)].elementsEqual(old) {
+                out += new
+                i += old.count
+            } else {
+                out.append(s[i])
+                i += 1
+            }
+        }
+        return out
     }
 }
