@@ -86,6 +86,9 @@ public struct MarkdownReport {
                 }
                 md += line + " \(unparsed.joined(separator: " / ")) |\n"
             }
+            for (suite, _) in suiteOrder where suiteGroup(suite, suiteOrder) == group {
+                md += categoryDeltaTable(suite: suite, base: base, comparisons: comparisons)
+            }
         }
         md += try judgingSection(store: store, runs: allRuns)
         for comparison in comparisons where !comparison.unmatched.isEmpty {
@@ -196,7 +199,7 @@ public struct MarkdownReport {
                 values: (scores[run.name] ?? [:]).mapValues(\.metrics.score),
                 intervals: (scores[run.name] ?? [:]).mapValues { ($0.interval.lower, $0.interval.upper) })
         }
-        let svg = BarChart.svg(suites: order.map(\.suite), series: series, title: "Scores (percent, 95% CI)")
+        let svg = BarChart.svg(suites: order.map(\.suite), series: series, title: "Scores (percent, 95% CI)", signedValues: false)
         return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
     }
 

@@ -1,0 +1,81 @@
+import AssayCore
+import AssayEngine
+@testable import AssayReport
+import AssayStore
+import AssaySuites
+import AssayTestSupport
+import Foundation
+import XCTest
+
+/// Per-category (BLINK subtask) deltas of a comparison, in the library and in the Markdown.
+extension ImportScoreCompareTests {
+    /// The per-run `category/<name>` metrics of a run's BLINK result.
+    func categoryMetrics(_ run: String) throws -> [String: Double] {
+        let result = try XCTUnwrap(try store.suiteResults(runID: try store.requireRun(run).id).first { $0.suiteID == "blink" })
+        var out: [String: Double] = [:]
+        for (name, value) in result.metrics.metrics where name.hasPrefix("category/") {
+            out[String(name.dropFirst("category/".count))] = value
+        }
+        return out
+    }
+
+    func testBLINKComparisonHasFourteenSubtaskDeltasEqualToTheRunsSubtaskScores() throws {
+        try importBLINK("GPT4o", run: "gpt4o")
+        try importBLINK("llava_v1.5_7b", run: "llava7b")
+        let gpt = try categoryMetrics("gpt4o")
+        let llava = try categoryMetrics("llava7b")
+        XCTAssertEqual(gpt.count, 14)
+
+        let comparison = try Comparator.compare(base: "llava7b", candidate: "gpt4o", store: store, catalog: catalog, resamples: 1000)
+        let blink = try XCTUnwrap(comparison.suites.first { $0.suite == "blink" })
+        XCTAssertEqual(blink.categories.count, 14)
+        XCTAssertEqual(Set(blink.categories.map(\.category)), Set(gpt.keys))
+        XCTAssertEqual(blink.categories.reduce(0) { $0 + $1.nPaired }, 1901)
+        for c in blink.categories {
+            let expected = try XCTUnwrap(gpt[c.category]) - XCTUnwrap(llava[c.category])
+            XCTAssertEqual(c.delta, expected, accuracy: 1e-9, c.category)
+            XCTAssertEqual(c.base, llava[c.category] ?? -1, accuracy: 1e-9, c.category)
+            XCTAssertEqual(c.candidate, gpt[c.category] ?? -1, accuracy: 1e-9, c.category)
+            XCTAssertTrue(c.ci95.contains(c.delta), "\(c.category): \(c.ci95) does not hold \(c.delta)")
+            XCTAssertNotNil(c.pValue, "BLINK scores are binary")
+        }
+        // BLINK's headline is the macro mean of its subtasks: the mean of the subtask deltas.
+        XCTAssertEqual(blink.categories.reduce(0) { $0 + $1.delta } / 14, blink.delta, accuracy: 1e-9)
+
+        let report = try MarkdownReport.build(store: store, catalog: catalog, base: "llava7b", runs: ["gpt4o"],
+                                              chartFileName: "r.svg", resamples: 500)
+        XCTAssertTrue(report.markdown.contains("#### blink by category (Δ vs llava7b)"), report.markdown)
+        var rows = 0
+        for line in report.markdown.split(separator: "\n") where line.hasPrefix("| ") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let category = cells.first, let g = gpt[category], let l = llava[category] else { continue }
+            // | category | base | candidate | Δ | CI | p | n |
+            XCTAssertEqual(Double(cells[1]) ?? .nan, l, accuracy: 0.005 + 1e-9, category)
+            XCTAssertEqual(Double(cells[2]) ?? .nan, g, accuracy: 0.005 + 1e-9, category)
+            XCTAssertEqual(Double(cells[3]) ?? .nan, g - l, accuracy: 0.005 + 1e-9, category)
+            XCTAssertTrue(cells[3].hasPrefix(g >= l ? "+" : "-"), line.description)
+            rows += 1
+        }
+        XCTAssertEqual(rows, 14, report.markdown)
+    }
+
+    func testCategoryComparisonUsesTheSuitesUnitsAndSkipsUncategorisedSuites() throws {
+        let suite = try catalog.suite("mmstar")
+        func scored(_ id: String, _ category: String?, _ right: Bool) -> ScoredItem {
+            ScoredItem(item: Item(id: id, answers: ["A"], category: category), extraction: .answer(right ? "A" : "B", method: "letter"),
+                       score: .binary(right))
+        }
+        let base = [scored("1", "math", false), scored("2", "math", true), scored("3", "art", true), scored("4", "art", true)]
+        let candidate = [scored("1", "math", true), scored("2", "math", true), scored("3", "art", false), scored("5", "art", true)]
+        let categories = Comparator.compareCategories(suite, base: base, candidate: candidate, resamples: 200)
+        XCTAssertEqual(categories.map(\.category), ["art", "math"])
+        // art: only item 3 is answered by both (4 and 5 are unpaired).
+        XCTAssertEqual(categories[0].nPaired, 1)
+        XCTAssertEqual(categories[0].delta, -100, accuracy: 1e-9)
+        XCTAssertEqual(categories[1].nPaired, 2)
+        XCTAssertEqual(categories[1].delta, 50, accuracy: 1e-9)
+        XCTAssertEqual(categories[1].pValue, 1)
+        let none = [scored("1", nil, true)]
+        XCTAssertTrue(Comparator.compareCategories(suite, base: none, candidate: none).isEmpty)
+    }
+}
