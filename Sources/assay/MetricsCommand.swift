@@ -11,7 +11,7 @@ struct MetricsCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let store = try database.open()
+        let store = try database.openExisting()
         let record = try store.requireRun(runName)
         let results = try store.suiteResults(runID: record.id)
         if json {

@@ -20,8 +20,9 @@ struct ReportCommand: ParsableCommand {
         let path = out ?? "Reports/\(names.joined(separator: "+"))" + (base.map { "-vs-\($0)" } ?? "") + ".md"
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
+        let store = try database.openExisting()
         let report = try MarkdownReport.build(
-            store: try database.open(), catalog: try suites.catalog(), base: base, runs: names,
+            store: store, catalog: try suites.catalog(remembering: (base.map { [$0] } ?? []) + names, in: store), base: base, runs: names,
             chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
         try report.write(to: url)
         print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")

@@ -15,8 +15,9 @@ struct ScoreCommand: ParsableCommand {
     var reextract = false
 
     func run() throws {
+        let store = try database.openExisting(readOnly: false)
         let outcomes = try ScoringPass.score(
-            run: runName, store: try database.open(), catalog: try suites.catalog(),
+            run: runName, store: store, catalog: try suites.catalog(remembering: [runName], in: store),
             suites: suite.map { Set($0.split(separator: ",").map(String.init)) }, reextract: reextract)
         for outcome in outcomes {
             let m = outcome.metrics
