@@ -37,6 +37,8 @@ public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
         // Settings that change the numbers are part of what a cached answer depends on.
         if let q = options.quantization { fingerprint += "+quantize=\(q.rawValue)" }
         if options.activations == .ggml { fingerprint += "+activations=ggml" }
+        if let pixels = options.minPixels { fingerprint += "+min_pixels=\(pixels)" }
+        if let pixels = options.maxPixels { fingerprint += "+max_pixels=\(pixels)" }
         let bf16Matmuls = options.precision == .bfloat16 && VLMModel.supportsBF16Matmul
         var display = name ?? URL(fileURLWithPath: modelPath).lastPathComponent
         if model.isGGUF, name == nil, display.hasSuffix(".gguf") { display = String(display.dropLast(5)) }
