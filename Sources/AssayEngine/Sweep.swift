@@ -310,6 +310,9 @@ public struct Sweep: Sendable {
         let config = configuration
         var notes = config.notes
         notes["samples"] = String(config.samples)
+        // Scoring reads `shard` to tell the other shards' items from missing ones.
+        if let limit = config.limit { notes["limit"] = String(limit) }
+        if let shard = config.shard { notes["shard"] = shard.description }
         notes["image_encoding"] = ImageEncodingPolicy.name
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

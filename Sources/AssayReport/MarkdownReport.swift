@@ -46,7 +46,7 @@ public struct MarkdownReport {
         var md = "# Assay report: \(runs.joined(separator: ", ")) vs \(base)\n\n"
         md += "Generated \(stamp) from `\(store.path)`. Deltas are candidate − base in points, on the items both runs answered; "
         md += "95% intervals are paired bootstrap (\(resamples) resamples, seed \(seed)); p is McNemar's exact test on per-item correctness.\n\n"
-        md += try header(store: store, runs: allRuns, roles: ["base"] + Array(repeating: "candidate", count: comparisons.count))
+        md += try header(store: store, catalog: catalog, runs: allRuns, roles: ["base"] + Array(repeating: "candidate", count: comparisons.count))
 
         md += "\n## Results\n\n"
         for comparison in comparisons {
@@ -161,7 +161,7 @@ public struct MarkdownReport {
         var md = "# Assay report: \(names.joined(separator: ", "))\n\n"
         md += "Generated \(stamp) from `\(store.path)`. Scores in percent; 95% intervals are bootstrap over items "
         md += "(\(resamples) resamples, seed \(seed)); unparsed answers score 0, missing items (no usable response) are not scored.\n\n"
-        md += try header(store: store, runs: runs, roles: Array(repeating: "run", count: runs.count))
+        md += try header(store: store, catalog: catalog, runs: runs, roles: Array(repeating: "run", count: runs.count))
         md += "\n## Results\n\n![Scores](\(chartFileName))\n"
         let order = orderedSuites(suites)
         for group in groups(of: order) {
@@ -206,16 +206,22 @@ public struct MarkdownReport {
     // MARK: - Shared pieces
 
     /// The runs table and the suites/versions/data table.
-    static func header(store: Store, runs: [RunRecord], roles: [String]) throws -> String {
+    static func header(store: Store, catalog: SuiteCatalog, runs: [RunRecord], roles: [String]) throws -> String {
         var md = "## Runs\n\n| run | role | model | backend | generation params | created |\n|---|---|---|---|---|---|\n"
         for (run, role) in zip(runs, roles) {
-            md += "| \(cell(run.name)) | \(role) | \(cell(run.model)) | \(cell(backendSummary(run))) | `\(cell(run.generationParams))` | \(run.createdAt) |\n"
+            md += "| \(cell(run.name)) | \(role) | \(cell(run.model)) | \(cell(backendSummary(run))) | \(RunDescription.generationParams(run)) | \(run.createdAt) |\n"
         }
-        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items |\n|---|---|---|---|---|---|---|\n"
+        md += RunDescription.settingsSection(runs)
+        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items | coverage (scored of the suite's items) |\n|---|---|---|---|---|---|---|---|\n"
         for run in runs {
-            let scorers = Dictionary(try store.suiteResults(runID: run.id).map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
+            let results = try store.suiteResults(runID: run.id)
+            let scorers = Dictionary(results.map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
+            let metrics = Dictionary(results.map { ($0.suiteID, $0.metrics) }, uniquingKeysWith: { a, _ in a })
             for record in try store.runSuites(runID: run.id) {
-                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) |\n"
+                let coverage = RunDescription.coverage(
+                    run: run, registration: record, metrics: metrics[record.suiteID],
+                    expected: catalog.suites[record.suiteID]?.manifest.expectedItems)
+                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) | \(cell(coverage)) |\n"
             }
         }
         return md

@@ -21,6 +21,12 @@ public struct RunSummary: Sendable, Hashable, Codable {
     public var createdAt: String
     /// `complete`, `not scored`, `2 errors`, `shard 1/2`, … (see `RunSummary.status(…)`).
     public var status: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, model, backend, suites, n, responses, errors, items, status
+        case scoredSuites = "scored_suites"
+        case createdAt = "created_at"
+    }
 }
 
 /// One stored response with its extraction and score, as `assay responses export` writes it.
