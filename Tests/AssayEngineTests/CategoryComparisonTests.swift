@@ -78,4 +78,26 @@ extension ImportScoreCompareTests {
         let none = [scored("1", nil, true)]
         XCTAssertTrue(Comparator.compareCategories(suite, base: none, candidate: none).isEmpty)
     }
+
+    func testImportedRunsRecordAndReportGenerationSettingsAsUnknown() throws {
+        let items = try mmstarItems()
+        _ = try Importer.run(.init(suite: try catalog.suite("mmstar"), items: items,
+                                   predictions: try file("u.jsonl", "{\"index\": 0, \"prediction\": \"A\"}\n"), run: "u"), store: store)
+        _ = try ScoringPass.score(run: "u", store: store, catalog: catalog)
+        let run = try store.requireRun("u")
+        XCTAssertEqual(run.generationParams, Importer.unknownGenerationParams)
+        XCTAssertFalse(run.generationParams.contains("maxTokens"))
+        XCTAssertTrue(run.noteValues["generation"]?.hasPrefix("unknown") ?? false, run.notes)
+        // A run imported before this change recorded Assay's defaults; it reads as unknown too.
+        _ = try store.importResponses(
+            run: NewRun(name: "old", model: "old", backend: "replay", backendIdentity: "{}", generationParams: GenerationParams().canonicalJSON),
+            suite: SuiteRegistration(suiteID: "mmstar", suiteVersion: "mmstar@1", promptVersion: "1", datasetSHA256: "x", datasetPath: "p", itemCount: 0),
+            items: [], responses: [])
+        let report = try MarkdownReport.build(store: store, catalog: catalog, base: nil, runs: ["u", "old"], chartFileName: "u.svg", resamples: 50)
+        XCTAssertFalse(report.markdown.contains("maxTokens"), report.markdown)
+        XCTAssertEqual(report.markdown.components(separatedBy: "| unknown (imported predictions) |").count - 1, 2, report.markdown)
+        XCTAssertTrue(report.markdown.contains("generation: unknown"), report.markdown)
+        // Coverage: 1 of the 3 items in the file (the suite expects 1500), 2 without a prediction.
+        XCTAssertTrue(report.markdown.contains("| 1 of 1500 (3 items in the dataset file; 2 missing (no usable response)) |"), report.markdown)
+    }
 }

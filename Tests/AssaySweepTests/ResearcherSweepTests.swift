@@ -112,4 +112,40 @@ final class ResearcherSweepTests: XCTestCase {
         XCTAssertFalse(markdown.contains("shard: 1/2") || markdown.contains("in other shards"), markdown)
         XCTAssertTrue(markdown.contains("merged_shards: 1/2, 2/2"), markdown)
     }
+
+    func testLocalSweepTakesPixelBudgetThreadsAndRecordsThem() async throws {
+        let checkpoint = try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint")
+        let dir = try Fixtures.temporaryDirectory(for: self)
+        let db = dir.appendingPathComponent("local.sqlite")
+        func local(_ run: String, _ extra: [String]) -> [String] {
+            ["sweep", "--db", db.path, "--run", run, "--suites", "sanity", "--backend", "local", "--model-path", checkpoint.path,
+             "--limit", "2", "--max-tokens", "2"] + extra
+        }
+        _ = try await run(local("default", []), in: dir, name: "default")
+        _ = try await run(local("small", ["--min-pixels", "3136", "--max-pixels", "12544", "--threads", "1", "--batch-size", "2"]),
+                          in: dir, name: "small")
+        let store = try Store(path: db.path)
+        func promptTokens(_ name: String) throws -> [Int] {
+            try store.responses(runID: try store.requireRun(name).id, suiteID: "sanity").map { $0.response.promptTokens ?? 0 }
+        }
+        // The 224×224 picture is 64 image tokens by default; a 112×112 budget leaves 16.
+        let full = try promptTokens("default"), small = try promptTokens("small")
+        XCTAssertEqual(full.count, 2)
+        XCTAssertEqual(zip(full, small).map { $0 - $1 }, [48, 48], "\(full) vs \(small)")
+        let record = try store.requireRun("small")
+        let notes = record.noteValues
+        XCTAssertEqual(notes["min_pixels"], "3136")
+        XCTAssertEqual(notes["max_pixels"], "12544")
+        XCTAssertEqual(notes["threads"], "1")
+        XCTAssertEqual(notes["batch_size"], "2")
+        // The pixel budget changes the answers, so it is part of the backend identity (no reuse across budgets).
+        XCTAssertTrue(record.backendIdentity.contains("max_pixels=12544"), record.backendIdentity)
+        XCTAssertNotEqual(record.backendIdentity, try store.requireRun("default").backendIdentity)
+        let report = dir.appendingPathComponent("local.md")
+        _ = try await run(["report", "--db", db.path, "--runs", "small", "--out", report.path, "--resamples", "50"], in: dir, name: "report")
+        let markdown = try String(contentsOf: report, encoding: .utf8)
+        for needle in ["batch_size: 2", "max_pixels: 12544", "threads: 1", "prefill_matmuls: f32", "limit: 2", "| 2 of 200 (limit 2) |"] {
+            XCTAssertTrue(markdown.contains(needle), "report lacks '\(needle)':\n\(markdown)")
+        }
+    }
 }
