@@ -72,9 +72,11 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         let store = try database.openExisting()
-        let comparison = try Comparator.compare(
-            base: base, candidate: candidate, store: store, catalog: try suites.catalog(remembering: [base, candidate], in: store),
-            resamples: bootstrap.resamples, seed: bootstrap.seed)
+        let comparison = try suites.explainingUnknownSuites(runs: [base, candidate], database: database.db) {
+            try Comparator.compare(
+                base: base, candidate: candidate, store: store, catalog: try suites.catalog(remembering: [base, candidate], in: store),
+                resamples: bootstrap.resamples, seed: bootstrap.seed)
+        }
         if json {
             let suites = Dictionary(comparison.suites.map {
                 ($0.suite, SuiteJSON(base: $0.base, candidate: $0.candidate, delta: $0.delta, ci95: [$0.ci95.lower, $0.ci95.upper],

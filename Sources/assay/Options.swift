@@ -29,6 +29,19 @@ struct SuiteOptions: ParsableArguments {
         return try SuiteCatalog.load(builtIn: builtIn, userDirectories: directories.map { URL(fileURLWithPath: $0) })
     }
 
+    /// Runs `body`, turning an unknown suite (a run's user suite whose folder was not given or
+    /// recorded) into an error naming the runs, the database and the flag that fixes it.
+    func explainingUnknownSuites<T>(runs: [String], database: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch SuiteError.unknownSuite(let id, _) {
+            let runs = runs.map { "'\($0)'" }.joined(separator: ", ")
+            throw ValidationError("run \(runs) in \(database) holds suite '\(id)', which is neither built in nor in "
+                + (suitesDirs.isEmpty ? "a --suites-dir the run recorded" : suitesDirs.joined(separator: ", "))
+                + ": pass the folder that defines it with --suites-dir")
+        }
+    }
+
     /// The folders as absolute paths, as they are recorded with a run.
     var absoluteDirectories: [String] {
         suitesDirs.map { URL(fileURLWithPath: $0).standardizedFileURL.path }

@@ -21,9 +21,12 @@ struct ReportCommand: ParsableCommand {
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
         let store = try database.openExisting()
-        let report = try MarkdownReport.build(
-            store: store, catalog: try suites.catalog(remembering: (base.map { [$0] } ?? []) + names, in: store), base: base, runs: names,
-            chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
+        let all = (base.map { [$0] } ?? []) + names
+        let report = try suites.explainingUnknownSuites(runs: all, database: database.db) {
+            try MarkdownReport.build(
+                store: store, catalog: try suites.catalog(remembering: all, in: store), base: base, runs: names,
+                chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
+        }
         try report.write(to: url)
         print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")
     }

@@ -122,10 +122,11 @@ struct SweepCommand: AsyncParsableCommand {
             model = http
         } else {
             let path = try modelPath ?? ModelCache.require(ModelCache.defaultModel).path
+            let options = try load.loadOptions(minPixels: minPixels, maxPixels: maxPixels)
+            try Self.checkResumableCheckpoint(store: store, run: runName) { try EmbeddedBackend.fingerprint(modelPath: path, options: options) }
             note("loading \(path)")
             if let threads { requestRuntimeThreads(threads) }
-            let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize,
-                                               options: load.loadOptions(minPixels: minPixels, maxPixels: maxPixels))
+            let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize, options: options)
             if !embedded.model.acceptsImages {
                 note("\(embedded.identity.model): a text-only model; image parts of prompts are dropped")
             }
@@ -194,6 +195,18 @@ struct SweepCommand: AsyncParsableCommand {
             throw SweepError.runMismatch(run: name, what: "generation parameters", existing: existing.generationParams,
                                          requested: params.canonicalJSON)
         }
+    }
+
+    /// A resumed local run must use the same checkpoint and load settings; the fingerprint is
+    /// computed without loading the model, so a wrong checkpoint fails in seconds.
+    static func checkResumableCheckpoint(store: Store, run name: String, fingerprint: () throws -> String) throws {
+        guard let existing = try store.run(named: name),
+              let identity = try? JSONDecoder().decode(BackendIdentity.self, from: Data(existing.backendIdentity.utf8)),
+              let checkpoint = identity.checkpoint else { return }
+        let fingerprint = try fingerprint()
+        guard checkpoint != fingerprint else { return }
+        throw SweepError.runMismatch(run: name, what: "checkpoint (content fingerprint and load settings)", existing: checkpoint,
+                                     requested: fingerprint)
     }
 
     /// The key's value from the named variable; an error names the variable, never a value.

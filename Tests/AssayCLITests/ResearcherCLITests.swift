@@ -206,6 +206,11 @@ extension CLITests {
             XCTAssertTrue(try assay(["score", "--db", db, "--run", run]).stdout.contains("mystar: 50.00"))
         }
         try assay(["metrics", "--db", db, "--run", "a"])
+        // With a --suites-dir that lacks the suite, the error says which suite and what to pass.
+        let (_, wrong) = try assay(["score", "--db", db, "--run", "a", "--suites-dir", directory.path], expectFailure: true)
+        XCTAssertTrue(wrong.contains("holds suite 'mystar'") && wrong.contains("--suites-dir") && wrong.contains(db), wrong)
+        let (_, wrongCompare) = try assay(["compare", "--db", db, "--base", "a", "--candidate", "b", "--suites-dir", directory.path], expectFailure: true)
+        XCTAssertTrue(wrongCompare.contains("holds suite 'mystar'") && wrongCompare.contains(db), wrongCompare)
         XCTAssertTrue(try assay(["compare", "--db", db, "--base", "a", "--candidate", "b"]).stdout.contains("mystar"))
         let report = directory.appendingPathComponent("user.md")
         try assay(["report", "--db", db, "--base", "a", "--runs", "b", "--out", report.path])

@@ -141,6 +141,11 @@ final class ResearcherSweepTests: XCTestCase {
         // The pixel budget changes the answers, so it is part of the backend identity (no reuse across budgets).
         XCTAssertTrue(record.backendIdentity.contains("max_pixels=12544"), record.backendIdentity)
         XCTAssertNotEqual(record.backendIdentity, try store.requireRun("default").backendIdentity)
+        // Resuming with another pixel budget is refused before the model loads.
+        let other = try await run(local("small", ["--min-pixels", "3136", "--max-pixels", "50176", "--batch-size", "2"]),
+                                  in: dir, name: "other", expect: 1)
+        XCTAssertTrue(other.errors.contains("run 'small' already exists with checkpoint"), other.errors)
+        XCTAssertFalse(other.errors.contains("loading"), other.errors)
         let report = dir.appendingPathComponent("local.md")
         _ = try await run(["report", "--db", db.path, "--runs", "small", "--out", report.path, "--resamples", "50"], in: dir, name: "report")
         let markdown = try String(contentsOf: report, encoding: .utf8)
