@@ -91,8 +91,10 @@ struct SweepCommand: AsyncParsableCommand {
         if let maxPixels, maxPixels < (minPixels ?? 1) { throw ValidationError("--max-pixels must be at least --min-pixels (and positive)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         let params = GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed)
-        let store = try database.open()
-        try Self.checkResumable(store: store, run: runName, backend: kind, params: params)
+        // Only an existing database can hold the run; a new one is created when the sweep starts,
+        // so a sweep refused here leaves no empty database behind.
+        let existing = FileManager.default.fileExists(atPath: database.db) ? try database.openExisting() : nil
+        if let existing { try Self.checkResumable(store: existing, run: runName, backend: kind, params: params) }
 
         let catalog = try suiteOptions.catalog()
         let chosen = try catalog.suites(matching: suites)
@@ -123,7 +125,9 @@ struct SweepCommand: AsyncParsableCommand {
         } else {
             let path = try modelPath ?? ModelCache.require(ModelCache.defaultModel).path
             let options = try load.loadOptions(minPixels: minPixels, maxPixels: maxPixels)
-            try Self.checkResumableCheckpoint(store: store, run: runName) { try EmbeddedBackend.fingerprint(modelPath: path, options: options) }
+            if let existing {
+                try Self.checkResumableCheckpoint(store: existing, run: runName) { try EmbeddedBackend.fingerprint(modelPath: path, options: options) }
+            }
             note("loading \(path)")
             if let threads { requestRuntimeThreads(threads) }
             let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize, options: options)
@@ -173,7 +177,7 @@ struct SweepCommand: AsyncParsableCommand {
             reuseAcrossRuns: !noReuse, judge: judge, notes: notes, video: VideoSampling(frames: frames))
 
         let bar = ProgressBar()
-        let summary = try await Sweep(configuration: configuration, backend: model, store: store,
+        let summary = try await Sweep(configuration: configuration, backend: model, store: try database.open(),
                                       progress: { bar.show($0) }).run()
         bar.finish()
         Self.printSummary(summary, counters: counters?())

@@ -276,6 +276,7 @@ extension CLITests {
                                   "--model-path", "/nonexistent/model.gguf", "--shard", "3/2"], expectFailure: true)
         XCTAssertTrue(err.contains("--shard '3/2' must be i/n"), err)
         XCTAssertFalse(err.contains("loading"), err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: db), "a refused sweep left a database behind")
         let (_, pixels) = try assay(["sweep", "--db", db, "--run", "s", "--suites", "sanity", "--base-url", "http://127.0.0.1:9",
                                      "--model-name", "m", "--max-pixels", "100000"], expectFailure: true)
         XCTAssertTrue(pixels.contains("--backend local only"), pixels)
