@@ -21,7 +21,8 @@ public enum BarChart {
     /// - Parameter signedValues: label bars `+5.20` (deltas) or `5.20` (plain scores).
     public static func svg(suites: [String], series: [Series], title: String = "Per-suite delta vs base (points)",
                            signedValues: Bool = true) -> String {
-        let labelWidth = 150.0, plotWidth = 460.0, rightPad = 60.0
+        // Wide enough for the longest row name (category rows such as `blink › Functional_Correspondence`).
+        let labelWidth = max(150, Double(suites.map(\.count).max() ?? 0) * charWidth + 16), plotWidth = 460.0, rightPad = 60.0
         let barHeight = 14.0, barGap = 3.0, suiteGap = 10.0, top = 48.0
         let rowHeight = Double(max(series.count, 1)) * (barHeight + barGap) + suiteGap
         let height = top + Double(suites.count) * rowHeight + 40

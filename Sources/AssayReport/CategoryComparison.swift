@@ -79,3 +79,51 @@ extension MarkdownReport {
         return md
     }
 }
+
+extension MarkdownReport {
+    /// The comparison chart's rows: each suite, followed by its categories (`blink › Counting`)
+    /// when the whole chart stays readable (at most `maxCategoryRows` category rows in all, as
+    /// for a report on BLINK or MMStar); a sweep over many suites keeps one row per suite.
+    struct ComparisonChart {
+        var rows: [String]
+        var series: [BarChart.Series]
+        var withCategories: Bool
+
+        func title(base: String) -> String {
+            withCategories ? "Delta vs \(base) per suite and category (points, 95% CI)" : "Per-suite delta vs \(base) (points, 95% CI)"
+        }
+    }
+
+    static let maxCategoryRows = 40
+
+    static func categoryChartRows(suites: [String], comparisons: [RunComparison]) -> ComparisonChart {
+        var categories: [String: [String]] = [:]
+        for suite in suites {
+            let names = Set(comparisons.flatMap { $0.suites.first { $0.suite == suite }?.categories.map(\.category) ?? [] })
+            if !names.isEmpty { categories[suite] = names.sorted() }
+        }
+        let total = categories.values.reduce(0) { $0 + $1.count }
+        let withCategories = total > 0 && total <= maxCategoryRows
+        var rows: [String] = []
+        for suite in suites {
+            rows.append(suite)
+            if withCategories { rows += (categories[suite] ?? []).map { "\(suite) › \($0)" } }
+        }
+        let series = comparisons.map { comparison in
+            var values: [String: Double] = [:]
+            var intervals: [String: (Double, Double)] = [:]
+            for suite in comparison.suites {
+                values[suite.suite] = suite.delta
+                intervals[suite.suite] = (suite.ci95.lower, suite.ci95.upper)
+                guard withCategories else { continue }
+                for category in suite.categories {
+                    let row = "\(suite.suite) › \(category.category)"
+                    values[row] = category.delta
+                    intervals[row] = (category.ci95.lower, category.ci95.upper)
+                }
+            }
+            return BarChart.Series(run: comparison.candidate.name, values: values, intervals: intervals)
+        }
+        return ComparisonChart(rows: rows, series: series, withCategories: withCategories)
+    }
+}

@@ -94,13 +94,8 @@ public struct MarkdownReport {
         for comparison in comparisons where !comparison.unmatched.isEmpty {
             md += "\nSuites in only one of \(base) / \(comparison.candidate.name) (not compared): \(comparison.unmatched.joined(separator: ", "))\n"
         }
-        let series = comparisons.map { comparison in
-            BarChart.Series(
-                run: comparison.candidate.name,
-                values: Dictionary(comparison.suites.map { ($0.suite, $0.delta) }, uniquingKeysWith: { a, _ in a }),
-                intervals: Dictionary(comparison.suites.map { ($0.suite, ($0.ci95.lower, $0.ci95.upper)) }, uniquingKeysWith: { a, _ in a }))
-        }
-        let svg = BarChart.svg(suites: suiteOrder.map(\.suite), series: series, title: "Per-suite delta vs \(base) (points, 95% CI)")
+        let chart = categoryChartRows(suites: suiteOrder.map(\.suite), comparisons: comparisons)
+        let svg = BarChart.svg(suites: chart.rows, series: chart.series, title: chart.title(base: base))
         return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
     }
 

@@ -57,6 +57,12 @@ extension ImportScoreCompareTests {
             rows += 1
         }
         XCTAssertEqual(rows, 14, report.markdown)
+        // The chart has a row per subtask under BLINK's, labelled with the subtask's delta.
+        XCTAssertEqual(report.svg.components(separatedBy: ">blink › ").count - 1, 14, report.svg)
+        for c in blink.categories {
+            XCTAssertTrue(report.svg.contains("gpt4o blink › \(c.category): \(c.delta >= 0 ? "+" : "")\(String(format: "%.2f", c.delta))</title>"),
+                          "the chart lacks \(c.category)'s bar")
+        }
     }
 
     func testCategoryComparisonUsesTheSuitesUnitsAndSkipsUncategorisedSuites() throws {

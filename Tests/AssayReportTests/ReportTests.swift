@@ -73,4 +73,13 @@ final class BarChartLabelTests: XCTestCase {
         XCTAssertFalse(labels.contains { $0.hasPrefix("+") }, "\(labels)")
         XCTAssertFalse(svg.contains(": +60.04"), svg)
     }
+
+    func testLongRowNamesStayOnTheCanvas() throws {
+        let row = "blink › Functional_Correspondence"
+        let svg = BarChart.svg(suites: ["blink", row], series: [.init(run: "c", values: ["blink": 1, row: -20.77])])
+        let label = try XCTUnwrap(try texts(svg).first { $0.text == row })
+        XCTAssertGreaterThanOrEqual(label.x - Double(row.count) * BarChart.charWidth, 0, "the row name runs off the left edge")
+        let value = try XCTUnwrap(try texts(svg).first { $0.text == "-20.77" })
+        XCTAssertGreaterThan(value.x - 6 * BarChart.charWidth, label.x, "the value label overlaps the row name")
+    }
 }
