@@ -33,23 +33,32 @@ public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
     public init(modelPath: String, name: String? = nil, batchSize: Int = 1, options: LoadOptions = LoadOptions()) throws {
         model = try VLMModel.load(path: modelPath, options: options)
         preferredBatchSize = max(1, batchSize)
-        var fingerprint = try CheckpointFingerprint.compute(path: modelPath)
-        // Settings that change the numbers are part of what a cached answer depends on.
-        if let q = options.quantization { fingerprint += "+quantize=\(q.rawValue)" }
-        if options.activations == .ggml { fingerprint += "+activations=ggml" }
+        let fingerprint = try Self.fingerprint(modelPath: modelPath, options: options)
         let bf16Matmuls = options.precision == .bfloat16 && VLMModel.supportsBF16Matmul
         var display = name ?? URL(fileURLWithPath: modelPath).lastPathComponent
         if model.isGGUF, name == nil, display.hasSuffix(".gguf") { display = String(display.dropLast(5)) }
         var notes: [String: String] = ["weights": model.weightFormat,
                                        "decode_activations": options.activations == .float32 ? "f32" : "ggml",
                                        "prefill_matmuls": bf16Matmuls ? "bf16" : "f32"]
-        if bf16Matmuls { fingerprint += "+matmul=bf16" }
         if !model.acceptsImages {
             display += Self.textOnlyMarker
             notes["images"] = "dropped: the model is text-only"
         }
         runNotes = notes
         identity = BackendIdentity(kind: "local", model: display, checkpoint: fingerprint)
+    }
+
+    /// The identity's `checkpoint`: the checkpoint's content fingerprint and every load setting
+    /// that changes the numbers (a cached answer depends on them). Cheap and needs no loaded
+    /// model, so a sweep compares it with a resumed run's before loading anything.
+    public static func fingerprint(modelPath: String, options: LoadOptions) throws -> String {
+        var fingerprint = try CheckpointFingerprint.compute(path: modelPath)
+        if let q = options.quantization { fingerprint += "+quantize=\(q.rawValue)" }
+        if options.activations == .ggml { fingerprint += "+activations=ggml" }
+        if let pixels = options.minPixels { fingerprint += "+min_pixels=\(pixels)" }
+        if let pixels = options.maxPixels { fingerprint += "+max_pixels=\(pixels)" }
+        if options.precision == .bfloat16 && VLMModel.supportsBF16Matmul { fingerprint += "+matmul=bf16" }
+        return fingerprint
     }
 
     /// The older signature: pixel budget and bf16 prefill only.

@@ -76,6 +76,17 @@ public struct DataFetch: Sendable {
         }
     }
 
+    /// How to get the dataset without this machine downloading it: where to put a file fetched
+    /// elsewhere, the MD5 it must have, and `--data FILE` as the alternative. `nil` for a suite
+    /// that names no download (its error already says to pass --data).
+    public func manualInstructions(for suite: Suite) -> String? {
+        guard let source = suite.manifest.source, let url = source.url, let file = try? file(for: suite) else { return nil }
+        var text = "to get it another way: download \(url) elsewhere and place it at \(file.path)"
+        if let md5 = source.md5, !md5.isEmpty { text += " (its MD5 must be \(md5.lowercased()))" }
+        text += "; or pass any copy of it to sweep with --data FILE"
+        return text
+    }
+
     /// What `fetch` did.
     public enum Outcome: Sendable, Hashable {
         /// The verified file was already there; nothing was downloaded.

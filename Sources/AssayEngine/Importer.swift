@@ -35,6 +35,10 @@ public enum Importer {
         public var withoutPrediction: Int
     }
 
+    /// What an imported run records as its generation parameters: the predictions were made
+    /// elsewhere, and recording Assay's defaults would claim settings that were never used.
+    public static let unknownGenerationParams = #"{"unknown":"imported predictions; generation settings not recorded"}"#
+
     /// Reads and checks everything first, then writes in one transaction: a bad file changes
     /// nothing in the store.
     public static func run(_ request: Request, store: Store) throws -> Summary {
@@ -51,6 +55,7 @@ public enum Importer {
         let backend = ReplayBackend(
             model: request.model ?? request.run, source: source,
             predictions: Dictionary(predictions.map { ($0.index, $0.text) }, uniquingKeysWith: { first, _ in first }))
+        // Only for the cache key, which needs some parameters; the run records them as unknown.
         let params = GenerationParams()
         var responses: [NewResponse] = []
         for prediction in predictions {
@@ -66,12 +71,13 @@ public enum Importer {
         let notes: [String: String] = [
             "source": "import", "predictions": request.predictions.path, "predictions_sha256": source,
             "extracted": request.extracted ? "all" : (predictions.contains { $0.extraction != nil } ? "some" : "none"),
+            "generation": "unknown: the predictions were made elsewhere with settings not recorded",
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let run = NewRun(
             name: request.run, model: request.model ?? request.run, backend: backend.identity.kind,
-            backendIdentity: backend.identity.canonicalJSON, generationParams: params.canonicalJSON,
+            backendIdentity: backend.identity.canonicalJSON, generationParams: Self.unknownGenerationParams,
             notes: String(decoding: try encoder.encode(notes), as: UTF8.self))
         let registration = SuiteRegistration(
             suiteID: request.suite.id, suiteVersion: request.suite.version, promptVersion: request.suite.promptVersion,

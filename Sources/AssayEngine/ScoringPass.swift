@@ -7,6 +7,9 @@ import Foundation
 /// suite's current rules, and stores extractions, item scores (with the scorer version) and
 /// metrics. No model is called, so a new rule is applied to old runs in seconds.
 public enum ScoringPass {
+    /// The metric holding, for a shard's run, the items that belong to the other shards.
+    public static let inOtherShards = "in_other_shards"
+
     public struct SuiteOutcome: Sendable {
         public var suite: String
         public var metrics: SuiteMetrics
@@ -18,6 +21,7 @@ public enum ScoringPass {
     public static func score(run name: String, store: Store, catalog: SuiteCatalog,
                              suites only: Set<String>? = nil, reextract: Bool = false) throws -> [SuiteOutcome] {
         let run = try store.requireRun(name)
+        let shard = run.noteValues["shard"].flatMap { try? Shard(parsing: $0) }
         var outcomes: [SuiteOutcome] = []
         for registration in try store.runSuites(runID: run.id) where only?.contains(registration.suiteID) ?? true {
             let suite = try catalog.suite(registration.suiteID)
@@ -49,7 +53,15 @@ public enum ScoringPass {
                 }
             }
             var metrics = suite.aggregate(primary)
-            metrics.missing = items.filter { !answered.contains($0.id) }.count
+            // A shard's run holds every shard's item list (so `assay merge` can bring them
+            // together) but is answerable only for its own part: the rest is not missing.
+            if let shard {
+                let mine = items.enumerated().filter { shard.contains(ordinal: $0.offset) }.map(\.element)
+                metrics.missing = mine.filter { !answered.contains($0.id) }.count
+                metrics.metrics[Self.inOtherShards] = Double(items.count - mine.count)
+            } else {
+                metrics.missing = items.filter { !answered.contains($0.id) }.count
+            }
             if verdicts != nil {
                 metrics.metrics["judge_rate"] = primary.isEmpty ? 0 : Double(judged) / Double(primary.count) * 100
             }

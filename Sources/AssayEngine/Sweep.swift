@@ -197,8 +197,8 @@ public struct Sweep: Sendable {
             let registration = SuiteRegistration(
                 suiteID: entry.suite.id, suiteVersion: entry.suite.version, promptVersion: entry.suite.promptVersion,
                 datasetSHA256: sha256, datasetPath: path, itemCount: items.count)
-            // The whole (limited) item list is registered, so each shard reports the others' items
-            // as missing until `assay merge` brings them together.
+            // The whole (limited) item list is registered, so `assay merge` can bring the shards'
+            // items together; scoring a shard counts the others' items as in other shards.
             try store.registerSuite(runID: run.id, registration, items: items.map(\.item))
             if let shard = config.shard {
                 items = items.enumerated().filter { shard.contains(ordinal: $0.offset) }.map(\.element)
@@ -310,9 +310,13 @@ public struct Sweep: Sendable {
         let config = configuration
         var notes = config.notes
         notes["samples"] = String(config.samples)
+        // Scoring reads `shard` to tell the other shards' items from missing ones.
+        if let limit = config.limit { notes["limit"] = String(limit) }
+        if let shard = config.shard { notes["shard"] = shard.description }
         notes["image_encoding"] = ImageEncodingPolicy.name
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        let existed = try store.run(named: config.run) != nil
         let run = try store.ensureRun(NewRun(
             name: config.run, model: backend.identity.model, backend: backend.identity.kind,
             backendIdentity: backend.identity.canonicalJSON, generationParams: config.params.canonicalJSON,
@@ -323,6 +327,15 @@ public struct Sweep: Sendable {
         if run.generationParams != config.params.canonicalJSON {
             throw SweepError.runMismatch(run: config.run, what: "generation parameters", existing: run.generationParams,
                                          requested: config.params.canonicalJSON)
+        }
+        if existed {
+            // A resumed run records this sweep's settings: a run extended from --limit 20 to 30
+            // (or to no limit) must not keep saying limit 20.
+            var changes: [String: String?] = notes.mapValues { $0 }
+            changes["limit"] = .some(config.limit.map(String.init))
+            changes["shard"] = .some(config.shard?.description)
+            try store.updateNotes(run: config.run, changes)
+            return try store.requireRun(config.run)
         }
         return run
     }

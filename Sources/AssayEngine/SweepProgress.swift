@@ -57,6 +57,9 @@ final class ProgressTracker: Sendable {
     struct State {
         var progress: SweepProgress
         var lastReport: Date = .distantPast
+        /// The finished state was reported: the final line is shown once, however many
+        /// callers ask for it (the last response and the sweep's closing report both do).
+        var reportedFinished = false
     }
 
     private let state: Locked<State>
@@ -86,6 +89,10 @@ final class ProgressTracker: Sendable {
         let now = Date()
         let snapshot: SweepProgress? = state.withLock { state in
             guard force || state.progress.finished || now.timeIntervalSince(state.lastReport) >= 0.2 else { return nil }
+            if state.progress.finished {
+                if state.reportedFinished { return nil }
+                state.reportedFinished = true
+            }
             state.lastReport = now
             state.progress.elapsed = now.timeIntervalSince(started)
             return state.progress

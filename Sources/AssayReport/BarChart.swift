@@ -18,12 +18,14 @@ public enum BarChart {
 
     static let palette = ["#2f6db5", "#d9822b", "#3a9c5b", "#b53f3f", "#7a52a8", "#5f6b73"]
 
-    public static func svg(suites: [String], series: [Series], title: String = "Per-suite delta vs base (points)") -> String {
-        let labelWidth = 150.0, plotWidth = 460.0, rightPad = 60.0
+    /// - Parameter signedValues: label bars `+5.20` (deltas) or `5.20` (plain scores).
+    public static func svg(suites: [String], series: [Series], title: String = "Per-suite delta vs base (points)",
+                           signedValues: Bool = true) -> String {
+        // Wide enough for the longest row name (category rows such as `blink › Functional_Correspondence`).
+        let labelWidth = max(150, Double(suites.map(\.count).max() ?? 0) * charWidth + 16), plotWidth = 460.0, rightPad = 60.0
         let barHeight = 14.0, barGap = 3.0, suiteGap = 10.0, top = 48.0
         let rowHeight = Double(max(series.count, 1)) * (barHeight + barGap) + suiteGap
         let height = top + Double(suites.count) * rowHeight + 40
-        let width = labelWidth + plotWidth + rightPad
         var values: [Double] = [0]
         for s in series {
             values += s.values.values
@@ -34,7 +36,14 @@ public enum BarChart {
         if high - low < 1 { low -= 0.5; high += 0.5 }
         let pad = (high - low) * 0.05
         low -= pad; high += pad
-        func x(_ v: Double) -> Double { labelWidth + (v - low) / (high - low) * plotWidth }
+        func label(_ v: Double) -> String { signedValues ? signed(v) : String(format: "%.2f", v) }
+        // Negative bars carry their value label to their left: the plot starts after a gutter
+        // as wide as the longest such label, so labels end before the suite names do.
+        let negativeLabels = series.flatMap { s in s.values.values.filter { $0.isFinite && $0 < 0 }.map(label) }
+        let gutter = negativeLabels.isEmpty ? 0 : Double(negativeLabels.map(\.count).max() ?? 0) * charWidth + 12
+        let plotLeft = labelWidth + gutter
+        let width = plotLeft + plotWidth + rightPad
+        func x(_ v: Double) -> Double { plotLeft + (v - low) / (high - low) * plotWidth }
 
         var out = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="11">
@@ -66,7 +75,7 @@ public enum BarChart {
                 guard let delta = s.values[suite], delta.isFinite else { continue }
                 let y = y0 + Double(index) * (barHeight + barGap)
                 let x0 = min(x(0), x(delta)), w = abs(x(delta) - x(0))
-                out += "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(max(w, 0.5)))\" height=\"\(f(barHeight))\" fill=\"\(palette[index % palette.count])\"><title>\(escape(s.run)) \(escape(suite)): \(signed(delta))</title></rect>"
+                out += "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(max(w, 0.5)))\" height=\"\(f(barHeight))\" fill=\"\(palette[index % palette.count])\"><title>\(escape(s.run)) \(escape(suite)): \(label(delta))</title></rect>"
                 if let (lo, hi) = s.intervals[suite], lo.isFinite, hi.isFinite {
                     let cy = y + barHeight / 2
                     out += "<line x1=\"\(f(x(lo)))\" y1=\"\(f(cy))\" x2=\"\(f(x(hi)))\" y2=\"\(f(cy))\" stroke=\"#222\"/>"
@@ -74,12 +83,16 @@ public enum BarChart {
                     out += "<line x1=\"\(f(x(hi)))\" y1=\"\(f(cy - 3))\" x2=\"\(f(x(hi)))\" y2=\"\(f(cy + 3))\" stroke=\"#222\"/>"
                 }
                 let labelX = delta >= 0 ? max(x(delta), s.intervals[suite].map { x($0.1) } ?? 0) + 4 : min(x(delta), s.intervals[suite].map { x($0.0) } ?? .infinity) - 4
-                out += "<text x=\"\(f(labelX))\" y=\"\(f(y + barHeight - 3))\" text-anchor=\"\(delta >= 0 ? "start" : "end")\" fill=\"#333\">\(signed(delta))</text>\n"
+                out += "<text x=\"\(f(labelX))\" y=\"\(f(y + barHeight - 3))\" text-anchor=\"\(delta >= 0 ? "start" : "end")\" fill=\"#333\">\(label(delta))</text>\n"
             }
         }
         out += "</svg>\n"
         return out
     }
+
+    /// Width of one label character at font-size 11 (digits, signs and the point are narrower;
+    /// an upper bound keeps the gutter wide enough).
+    static let charWidth = 6.5
 
     static func niceStep(_ raw: Double) -> Double {
         guard raw > 0 else { return 1 }

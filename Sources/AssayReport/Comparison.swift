@@ -21,6 +21,8 @@ public struct SuiteComparison: Sendable, Codable {
     /// Unparsed answers among the paired items, as a fraction, per run.
     public var baseUnparsedRate: Double
     public var candidateUnparsedRate: Double
+    /// Per-category deltas, paired like the headline (empty when the items carry no category).
+    public var categories: [CategoryComparison] = []
 }
 
 /// All suites two runs share, with group averages and the mean delta over suites.
@@ -51,15 +53,15 @@ public struct RunComparison: Sendable {
 
 /// Problems comparing runs.
 public enum ComparisonError: Error, CustomStringConvertible {
-    case notScored(run: String, suite: String)
-    case nothingInCommon(base: String, candidate: String)
+    case notScored(run: String, suite: String, database: String)
+    case nothingInCommon(base: String, candidate: String, database: String)
 
     public var description: String {
         switch self {
-        case .notScored(let run, let suite):
-            return "run '\(run)' has responses for '\(suite)' but no scores; run `assay score --run \(run)` first"
-        case .nothingInCommon(let base, let candidate):
-            return "runs '\(base)' and '\(candidate)' share no scored suite"
+        case .notScored(let run, let suite, let database):
+            return "run '\(run)' in \(database) has responses for '\(suite)' but no scores; run `assay score --db \(database) --run \(run)` first"
+        case .nothingInCommon(let base, let candidate, let database):
+            return "runs '\(base)' and '\(candidate)' in \(database) share no scored suite"
         }
     }
 }
@@ -80,10 +82,13 @@ public enum Comparator {
             let suite = try catalog.suite(suiteID)
             let baseScores = try primaryScores(store, base, suiteID)
             let candidateScores = try primaryScores(store, candidate, suiteID)
-            comparisons.append(compareSuite(suite, base: baseScores, candidate: candidateScores, resamples: resamples, seed: seed))
+            var comparison = compareSuite(suite, base: baseScores, candidate: candidateScores, resamples: resamples, seed: seed)
+            comparison.categories = compareCategories(
+                suite, base: baseScores, candidate: candidateScores, resamples: resamples, seed: seed)
+            comparisons.append(comparison)
         }
         if comparisons.isEmpty, !(baseSuites.isEmpty && candidateSuites.isEmpty) {
-            throw ComparisonError.nothingInCommon(base: baseName, candidate: candidateName)
+            throw ComparisonError.nothingInCommon(base: baseName, candidate: candidateName, database: store.path)
         }
         let order = groupOrder
         comparisons.sort { (order[$0.group] ?? 99, $0.suite) < (order[$1.group] ?? 99, $1.suite) }
@@ -99,7 +104,7 @@ public enum Comparator {
     static func primaryScores(_ store: Store, _ run: RunRecord, _ suiteID: String) throws -> [ScoredItem] {
         let scores = try store.scores(runID: run.id, suiteID: suiteID).filter { $0.sampleIndex == 0 }
         if scores.isEmpty, try !store.responses(runID: run.id, suiteID: suiteID).isEmpty {
-            throw ComparisonError.notScored(run: run.name, suite: suiteID)
+            throw ComparisonError.notScored(run: run.name, suite: suiteID, database: store.path)
         }
         return scores.map { ScoredItem(item: $0.item, extraction: $0.extraction, score: $0.score) }
     }

@@ -46,7 +46,7 @@ public struct MarkdownReport {
         var md = "# Assay report: \(runs.joined(separator: ", ")) vs \(base)\n\n"
         md += "Generated \(stamp) from `\(store.path)`. Deltas are candidate − base in points, on the items both runs answered; "
         md += "95% intervals are paired bootstrap (\(resamples) resamples, seed \(seed)); p is McNemar's exact test on per-item correctness.\n\n"
-        md += try header(store: store, runs: allRuns, roles: ["base"] + Array(repeating: "candidate", count: comparisons.count))
+        md += try header(store: store, catalog: catalog, runs: allRuns, roles: ["base"] + Array(repeating: "candidate", count: comparisons.count))
 
         md += "\n## Results\n\n"
         for comparison in comparisons {
@@ -86,18 +86,16 @@ public struct MarkdownReport {
                 }
                 md += line + " \(unparsed.joined(separator: " / ")) |\n"
             }
+            for (suite, _) in suiteOrder where suiteGroup(suite, suiteOrder) == group {
+                md += categoryDeltaTable(suite: suite, base: base, comparisons: comparisons)
+            }
         }
         md += try judgingSection(store: store, runs: allRuns)
         for comparison in comparisons where !comparison.unmatched.isEmpty {
             md += "\nSuites in only one of \(base) / \(comparison.candidate.name) (not compared): \(comparison.unmatched.joined(separator: ", "))\n"
         }
-        let series = comparisons.map { comparison in
-            BarChart.Series(
-                run: comparison.candidate.name,
-                values: Dictionary(comparison.suites.map { ($0.suite, $0.delta) }, uniquingKeysWith: { a, _ in a }),
-                intervals: Dictionary(comparison.suites.map { ($0.suite, ($0.ci95.lower, $0.ci95.upper)) }, uniquingKeysWith: { a, _ in a }))
-        }
-        let svg = BarChart.svg(suites: suiteOrder.map(\.suite), series: series, title: "Per-suite delta vs \(base) (points, 95% CI)")
+        let chart = categoryChartRows(suites: suiteOrder.map(\.suite), comparisons: comparisons)
+        let svg = BarChart.svg(suites: chart.rows, series: chart.series, title: chart.title(base: base))
         return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
     }
 
@@ -158,7 +156,7 @@ public struct MarkdownReport {
         var md = "# Assay report: \(names.joined(separator: ", "))\n\n"
         md += "Generated \(stamp) from `\(store.path)`. Scores in percent; 95% intervals are bootstrap over items "
         md += "(\(resamples) resamples, seed \(seed)); unparsed answers score 0, missing items (no usable response) are not scored.\n\n"
-        md += try header(store: store, runs: runs, roles: Array(repeating: "run", count: runs.count))
+        md += try header(store: store, catalog: catalog, runs: runs, roles: Array(repeating: "run", count: runs.count))
         md += "\n## Results\n\n![Scores](\(chartFileName))\n"
         let order = orderedSuites(suites)
         for group in groups(of: order) {
@@ -196,23 +194,29 @@ public struct MarkdownReport {
                 values: (scores[run.name] ?? [:]).mapValues(\.metrics.score),
                 intervals: (scores[run.name] ?? [:]).mapValues { ($0.interval.lower, $0.interval.upper) })
         }
-        let svg = BarChart.svg(suites: order.map(\.suite), series: series, title: "Scores (percent, 95% CI)")
+        let svg = BarChart.svg(suites: order.map(\.suite), series: series, title: "Scores (percent, 95% CI)", signedValues: false)
         return MarkdownReport(markdown: md, svg: svg, chartFileName: chartFileName)
     }
 
     // MARK: - Shared pieces
 
     /// The runs table and the suites/versions/data table.
-    static func header(store: Store, runs: [RunRecord], roles: [String]) throws -> String {
+    static func header(store: Store, catalog: SuiteCatalog, runs: [RunRecord], roles: [String]) throws -> String {
         var md = "## Runs\n\n| run | role | model | backend | generation params | created |\n|---|---|---|---|---|---|\n"
         for (run, role) in zip(runs, roles) {
-            md += "| \(cell(run.name)) | \(role) | \(cell(run.model)) | \(cell(backendSummary(run))) | `\(cell(run.generationParams))` | \(run.createdAt) |\n"
+            md += "| \(cell(run.name)) | \(role) | \(cell(run.model)) | \(cell(backendSummary(run))) | \(RunDescription.generationParams(run)) | \(run.createdAt) |\n"
         }
-        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items |\n|---|---|---|---|---|---|---|\n"
+        md += RunDescription.settingsSection(runs)
+        md += "\n## Suites, versions and data\n\n| suite | run | suite version | prompt version | scorer version | dataset sha256 | items | coverage (scored of the suite's items) |\n|---|---|---|---|---|---|---|---|\n"
         for run in runs {
-            let scorers = Dictionary(try store.suiteResults(runID: run.id).map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
+            let results = try store.suiteResults(runID: run.id)
+            let scorers = Dictionary(results.map { ($0.suiteID, $0.scorerVersion) }, uniquingKeysWith: { a, _ in a })
+            let metrics = Dictionary(results.map { ($0.suiteID, $0.metrics) }, uniquingKeysWith: { a, _ in a })
             for record in try store.runSuites(runID: run.id) {
-                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) |\n"
+                let coverage = RunDescription.coverage(
+                    run: run, registration: record, metrics: metrics[record.suiteID],
+                    expected: catalog.suites[record.suiteID]?.manifest.expectedItems)
+                md += "| \(record.suiteID) | \(cell(run.name)) | \(record.suiteVersion) | \(record.promptVersion) | \(scorers[record.suiteID] ?? "not scored") | `\(record.datasetSHA256.prefix(16))…` | \(record.itemCount) | \(cell(coverage)) |\n"
             }
         }
         return md

@@ -200,6 +200,24 @@ extension Store {
 
     // MARK: - Merge
 
+    /// Keeps the merged run's notes true: it is no longer one shard (`shard` goes, the shards
+    /// merged so far are listed under `merged_shards`), and settings only a shard recorded are
+    /// kept. Scoring reads `shard` to tell other shards' items from missing ones.
+    static func recordMerge(into targetID: Int64, from shardRun: RunRecord, shardPath: String, _ db: Database) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [targetID]) else { return }
+        var values = run(row).noteValues
+        let shardValues = shardRun.noteValues
+        for (key, value) in shardValues where values[key] == nil { values[key] = value }
+        var shards = (values["merged_shards"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for part in [values["shard"], shardValues["shard"] ?? URL(fileURLWithPath: shardPath).lastPathComponent].compactMap({ $0 })
+        where !shards.contains(part) {
+            shards.append(part)
+        }
+        values["shard"] = nil
+        values["merged_shards"] = shards.joined(separator: ", ")
+        try db.execute(sql: "UPDATE runs SET notes = ? WHERE id = ?", arguments: [RunRecord.notesJSON(values), targetID])
+    }
+
     /// Copies every run of the database at `shardPath` into this one, matching runs by name.
     /// A run that exists in both must have the same backend identity and generation parameters,
     /// and each suite the same dataset. Responses the target lacks are added; a target response
@@ -267,6 +285,7 @@ extension Store {
                     let added = after - before
                     merged.append(MergedRun(run: shardRun.name, shard: shardPath, added: added, repaired: repaired,
                                             kept: shardCount - added - repaired))
+                    try Self.recordMerge(into: target.id, from: shardRun, shardPath: shardPath, db)
                     try db.execute(sql: """
                         INSERT INTO run_suite_judging (run_id, suite_id, mode, judge, task, updated_at)
                         SELECT ?, suite_id, mode, judge, task, updated_at FROM shard.run_suite_judging WHERE run_id = ?

@@ -5,7 +5,7 @@ import GRDB
 /// Problems with the store that a user can act on.
 public enum StoreError: Error, CustomStringConvertible, Equatable {
     case cannotOpen(path: String, String)
-    case unknownRun(String, known: [String])
+    case unknownRun(String, known: [String], path: String)
     case runBackendMismatch(run: String, existing: String, requested: String)
     case datasetMismatch(run: String, suite: String, existing: String, requested: String)
     case corruptRow(table: String, id: String, String)
@@ -13,8 +13,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .cannotOpen(let path, let message): return "cannot open database \(path): \(message)"
-        case .unknownRun(let name, let known):
-            return "no run named '\(name)' in the database" + (known.isEmpty ? " (it has no runs)" : "; runs: \(known.joined(separator: ", "))")
+        case .unknownRun(let name, let known, let path):
+            return "no run named '\(name)' in \(path)" + (known.isEmpty ? " (it has no runs)" : "; runs: \(known.joined(separator: ", "))")
         case .runBackendMismatch(let run, let existing, let requested):
             return "run '\(run)' already exists with backend '\(existing)'; cannot add '\(requested)' responses to it (choose another --run name)"
         case .datasetMismatch(let run, let suite, let existing, let requested):
@@ -31,14 +31,33 @@ public final class Store: Sendable {
     let pool: DatabasePool
 
     /// Opens (creating folders and the file if needed) and migrates the database at `path`.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, readOnly: false, create: true)
+    }
+
+    /// Opens the database at `path`. Without `create` the file must exist (see
+    /// `init(existingPath:readOnly:)`). A read-only store is not migrated, unless its schema is
+    /// older than this build's: then it is opened for writing once to migrate, since queries of
+    /// this build expect the current tables.
+    init(path: String, readOnly: Bool, create: Bool) throws {
         self.path = path
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if create {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+            try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(30)
         do {
+            if readOnly {
+                var reading = configuration
+                reading.readonly = true
+                let pool = try DatabasePool(path: path, configuration: reading)
+                if try pool.read({ db in try Schema.migrator.hasCompletedMigrations(db) }) {
+                    self.pool = pool
+                    return
+                }
+            }
             pool = try Self.openAndMigrate(path: path, configuration: configuration)
         } catch {
             throw StoreError.cannotOpen(path: path, "\(error)")
@@ -97,7 +116,7 @@ public final class Store: Sendable {
     /// The run, or an error listing the runs there are.
     public func requireRun(_ name: String) throws -> RunRecord {
         if let run = try run(named: name) { return run }
-        throw StoreError.unknownRun(name, known: try runs().map(\.name))
+        throw StoreError.unknownRun(name, known: try runs().map(\.name), path: path)
     }
 
     static func run(named name: String, _ db: Database) throws -> RunRecord? {

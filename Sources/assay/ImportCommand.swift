@@ -1,5 +1,6 @@
 import ArgumentParser
 import AssayEngine
+import AssayStore
 import Foundation
 
 struct ImportCommand: ParsableCommand {
@@ -30,7 +31,21 @@ struct ImportCommand: ParsableCommand {
             .init(suite: try catalog.suite(suite), items: URL(fileURLWithPath: data), predictions: URL(fileURLWithPath: predictions),
                   run: runName, model: model, extracted: extracted),
             store: store)
+        if !suites.suitesDirs.isEmpty {
+            // Recorded so that `score`, `compare` and `report` find the user suite without the flag.
+            let run = try store.requireRun(summary.run)
+            var directories = run.suitesDirectories
+            for directory in suites.absoluteDirectories where !directories.contains(directory) { directories.append(directory) }
+            try store.updateNotes(run: summary.run, [RunRecord.suitesDirsNote: RunRecord.encodeDirectories(directories)])
+        }
         print("imported \(summary.imported) predictions into run '\(summary.run)' (suite \(summary.suite), \(summary.items) items, \(summary.withoutPrediction) without a prediction)")
-        print("next: assay score --db \(database.db) --run \(summary.run)")
+        let flags = suites.suitesDirs.map { " --suites-dir \(Self.shellQuoted($0))" }.joined()
+        print("next: assay score --db \(Self.shellQuoted(database.db)) --run \(Self.shellQuoted(summary.run))\(flags)")
+    }
+
+    /// A word as a shell reads it back: quoted only when it needs to be.
+    static func shellQuoted(_ word: String) -> String {
+        let plain = word.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:+,@".contains($0) }
+        return plain && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }

@@ -11,13 +11,13 @@ struct MetricsCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let store = try database.open()
+        let store = try database.openExisting()
         let record = try store.requireRun(runName)
         let results = try store.suiteResults(runID: record.id)
         if json {
             return try JSONOutput.print(Dictionary(results.map { ($0.suiteID, $0.metrics) }, uniquingKeysWith: { a, _ in a }))
         }
-        if results.isEmpty { print("run '\(runName)' has no metrics yet: run `assay score --run \(runName)`") }
+        if results.isEmpty { print("run '\(runName)' in \(database.db) has no metrics yet: run `assay score --db \(database.db) --run \(runName)`") }
         for result in results {
             let m = result.metrics
             print("\(result.suiteID): \(String(format: "%.2f", m.score))  (n \(m.n), unparsed \(m.unparsed), missing \(m.missing))")

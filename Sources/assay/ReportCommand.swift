@@ -35,9 +35,13 @@ struct ReportCommand: ParsableCommand {
         let path = out ?? "Reports/\(names.joined(separator: "+"))" + (base.map { "-vs-\($0)" } ?? "") + ".md"
         let url = URL(fileURLWithPath: path)
         let chart = url.deletingPathExtension().lastPathComponent + ".svg"
-        let report = try MarkdownReport.build(
-            store: try database.open(), catalog: try suites.catalog(), base: base, runs: names,
-            chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
+        let store = try database.openExisting()
+        let all = (base.map { [$0] } ?? []) + names
+        let report = try suites.explainingUnknownSuites(runs: all, database: database.db) {
+            try MarkdownReport.build(
+                store: store, catalog: try suites.catalog(remembering: all, in: store), base: base, runs: names,
+                chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
+        }
         try report.write(to: url)
         print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")
     }

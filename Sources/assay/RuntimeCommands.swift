@@ -5,6 +5,9 @@ import VLMRuntime
 /// The embedded-runtime commands; the root command lists them among its subcommands.
 let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self]
 
+/// Limits the embedded runtime's worker threads (`sweep --threads`); call before a model loads.
+func requestRuntimeThreads(_ count: Int) { RuntimeThreads.request(count) }
+
 /// Thrown for flag combinations the runtime cannot honour.
 struct RuntimeCommandError: Error, CustomStringConvertible {
     var description: String

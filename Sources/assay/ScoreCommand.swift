@@ -15,12 +15,16 @@ struct ScoreCommand: ParsableCommand {
     var reextract = false
 
     func run() throws {
-        let outcomes = try ScoringPass.score(
-            run: runName, store: try database.open(), catalog: try suites.catalog(),
-            suites: suite.map { Set($0.split(separator: ",").map(String.init)) }, reextract: reextract)
+        let store = try database.openExisting(readOnly: false)
+        let outcomes = try suites.explainingUnknownSuites(runs: [runName], database: database.db) {
+            try ScoringPass.score(
+                run: runName, store: store, catalog: try suites.catalog(remembering: [runName], in: store),
+                suites: suite.map { Set($0.split(separator: ",").map(String.init)) }, reextract: reextract)
+        }
         for outcome in outcomes {
             let m = outcome.metrics
-            print("\(outcome.suite): \(String(format: "%.2f", m.score))  (n \(m.n), unparsed \(m.unparsed), missing \(m.missing), scorer \(outcome.scorerVersion))")
+            let others = m.metrics[ScoringPass.inOtherShards].map { ", in other shards \(Int($0))" } ?? ""
+            print("\(outcome.suite): \(String(format: "%.2f", m.score))  (n \(m.n), unparsed \(m.unparsed), missing \(m.missing)\(others), scorer \(outcome.scorerVersion))")
         }
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 
 struct SuitesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "suites", abstract: "Inspect the suite catalog.", subcommands: [List.self], defaultSubcommand: List.self)
+        commandName: "suites", abstract: "Inspect the suite catalog.", subcommands: [List.self, SuitesShowCommand.self], defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the built-in and user suites.")

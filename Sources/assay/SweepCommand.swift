@@ -2,6 +2,7 @@ import ArgumentParser
 import AssayBackends
 import AssayCore
 import AssayEngine
+import AssayStore
 import AssaySuites
 import Foundation
 #if canImport(Glibc)
@@ -39,6 +40,9 @@ struct SweepCommand: AsyncParsableCommand {
     @Option(name: .customLong("model-path"), help: "Local checkpoint (a Hugging Face folder or a GGUF file) for --backend local (default: the pulled embedded default, see `assay models`).")
     var modelPath: String?
     @Option(name: .customLong("batch-size"), help: "Requests per forward batch for --backend local.") var batchSize = 1
+    @Option(name: .customLong("min-pixels"), help: "Override the processor's min_pixels (--backend local).") var minPixels: Int?
+    @Option(name: .customLong("max-pixels"), help: "Override the processor's max_pixels (--backend local; a CPU budget).") var maxPixels: Int?
+    @Option(help: "Worker threads of the embedded runtime (--backend local; default: every core).") var threads: Int?
     @OptionGroup var load: RuntimeLoadOptions
     @Option(help: "Frames sampled uniformly from each video (video suites).") var frames = 8
     @Option(name: .customLong("api-key-env"), help: "Name of the environment variable holding the API key.")
@@ -75,6 +79,22 @@ struct SweepCommand: AsyncParsableCommand {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         if noJudge, judgeBaseURL != nil { throw ValidationError("--no-judge and --judge-base-url exclude each other") }
+        // Everything that can be checked without the model is checked before it loads (minutes for a 7B).
+        let parsedShard = try shard.map { text -> Shard in
+            do { return try Shard(parsing: text) } catch { throw ValidationError("\(error)") }
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if kind == "openai", minPixels != nil || maxPixels != nil || threads != nil {
+            throw ValidationError("--min-pixels, --max-pixels and --threads apply to --backend local only")
+        }
+        if let minPixels, minPixels < 1 { throw ValidationError("--min-pixels must be positive") }
+        if let maxPixels, maxPixels < (minPixels ?? 1) { throw ValidationError("--max-pixels must be at least --min-pixels (and positive)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        let params = GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed)
+        // Only an existing database can hold the run; a new one is created when the sweep starts,
+        // so a sweep refused here leaves no empty database behind.
+        let existing = FileManager.default.fileExists(atPath: database.db) ? try database.openExisting() : nil
+        if let existing { try Self.checkResumable(store: existing, run: runName, backend: kind, params: params) }
 
         let catalog = try suiteOptions.catalog()
         let chosen = try catalog.suites(matching: suites)
@@ -104,8 +124,13 @@ struct SweepCommand: AsyncParsableCommand {
             model = http
         } else {
             let path = try modelPath ?? ModelCache.require(ModelCache.defaultModel).path
+            let options = try load.loadOptions(minPixels: minPixels, maxPixels: maxPixels)
+            if let existing {
+                try Self.checkResumableCheckpoint(store: existing, run: runName) { try EmbeddedBackend.fingerprint(modelPath: path, options: options) }
+            }
             note("loading \(path)")
-            let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize, options: load.loadOptions())
+            if let threads { requestRuntimeThreads(threads) }
+            let embedded = try EmbeddedBackend(modelPath: path, name: modelName, batchSize: batchSize, options: options)
             if !embedded.model.acceptsImages {
                 note("\(embedded.identity.model): a text-only model; image parts of prompts are dropped")
             }
@@ -140,14 +165,18 @@ struct SweepCommand: AsyncParsableCommand {
         if frames != 8 { notes["frames"] = String(frames) }
         if let apiKeyEnv { notes["api_key_env"] = apiKeyEnv }  // the variable's name, never its value
         if let limit { notes["limit"] = String(limit) }
-        if let shard { notes["shard"] = shard }
+        if let parsedShard { notes["shard"] = parsedShard.description }
+        if let minPixels { notes["min_pixels"] = String(minPixels) }
+        if let maxPixels { notes["max_pixels"] = String(maxPixels) }
+        if let threads { notes["threads"] = String(threads) }
+        if !suiteOptions.suitesDirs.isEmpty { notes[RunRecord.suitesDirsNote] = RunRecord.encodeDirectories(suiteOptions.absoluteDirectories) }
         if noJudge { notes["judge"] = "off" }
         let configuration = SweepConfiguration(
             run: runName, suites: entries,
-            params: GenerationParams(temperature: temperature, topP: topP, maxTokens: maxTokens, seed: seed),
+            params: params,
             // The backend limits each server to --concurrency; the sweep keeps enough requests for all of them.
             // The embedded runtime uses every core for one batch at a time: one batch in flight.
-            samples: samples, limit: limit, shard: try shard.map { try Shard(parsing: $0) },
+            samples: samples, limit: limit, shard: parsedShard,
             concurrency: kind == "local" ? 1 : concurrency * urls.count,
             reuseAcrossRuns: !noReuse, judge: judge, notes: notes, video: VideoSampling(frames: frames))
 
@@ -160,6 +189,32 @@ struct SweepCommand: AsyncParsableCommand {
             note("\(summary.missing) request\(summary.missing == 1 ? "" : "s") failed after retries and are reported missing; run the same command again to retry them")
             throw ExitCode(2)
         }
+    }
+
+    /// An existing run of this name must have been made by the same backend kind with the same
+    /// generation parameters; checked before any model loads. (The full backend identity, which
+    /// for a local checkpoint needs the loaded model, is checked again by the sweep.)
+    static func checkResumable(store: Store, run name: String, backend: String, params: GenerationParams) throws {
+        guard let existing = try store.run(named: name) else { return }
+        if existing.backend != backend {
+            throw SweepError.runMismatch(run: name, what: "backend", existing: existing.backend, requested: backend)
+        }
+        if existing.generationParams != params.canonicalJSON {
+            throw SweepError.runMismatch(run: name, what: "generation parameters", existing: existing.generationParams,
+                                         requested: params.canonicalJSON)
+        }
+    }
+
+    /// A resumed local run must use the same checkpoint and load settings; the fingerprint is
+    /// computed without loading the model, so a wrong checkpoint fails in seconds.
+    static func checkResumableCheckpoint(store: Store, run name: String, fingerprint: () throws -> String) throws {
+        guard let existing = try store.run(named: name),
+              let identity = try? JSONDecoder().decode(BackendIdentity.self, from: Data(existing.backendIdentity.utf8)),
+              let checkpoint = identity.checkpoint else { return }
+        let fingerprint = try fingerprint()
+        guard checkpoint != fingerprint else { return }
+        throw SweepError.runMismatch(run: name, what: "checkpoint (content fingerprint and load settings)", existing: checkpoint,
+                                     requested: fingerprint)
     }
 
     /// The key's value from the named variable; an error names the variable, never a value.
@@ -192,6 +247,9 @@ struct SweepCommand: AsyncParsableCommand {
             var line = s.suite.padding(toLength: 16, withPad: " ", startingAt: 0)
             for (col, width) in zip(cols, widths) { line += " " + String(repeating: " ", count: max(0, width - col.count)) + col }
             print(line + "  " + judge)
+            if let others = m?.metrics[ScoringPass.inOtherShards], others > 0 {
+                print("    \(Int(others)) items in other shards (not missing: combine the shard databases with `assay merge`)")
+            }
             if !s.errors.isEmpty {
                 print("    errors: " + s.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }

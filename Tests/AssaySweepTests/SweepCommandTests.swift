@@ -212,14 +212,16 @@ final class ConcurrentOpenTests: XCTestCase {
         let dir = try Fixtures.temporaryDirectory(for: self)
         for round in 0..<6 {
             let db = dir.appendingPathComponent("fresh\(round).sqlite")
+            // `merge` creates its target database (read commands like `metrics` never create one).
             let processes = try (0..<6).map { i in
-                try AssayProcess(["metrics", "--db", db.path, "--run", "none"], logs: dir, name: "open\(round)-\(i)")
+                try AssayProcess(["merge", "--db", db.path, "/nonexistent/shard.sqlite"], logs: dir, name: "open\(round)-\(i)")
             }
             for process in processes {
                 _ = try await process.wait()
-                // `metrics` of an unknown run fails, but only after the store opened and migrated.
-                XCTAssertTrue(process.errors.contains("no run named 'none'"), process.errors)
+                // The missing shard fails the merge, but only after the store opened and migrated.
+                XCTAssertTrue(process.errors.contains("shard database /nonexistent/shard.sqlite does not exist"), process.errors)
             }
+            XCTAssertEqual(try Store(existingPath: db.path, readOnly: true).integrityCheck(), "ok")
         }
     }
 }

@@ -209,7 +209,9 @@ final class SweepTests: XCTestCase {
                     configuration: SweepConfiguration(run: "sharded", suites: entry, limit: 300, shard: try Shard(index: index, count: 3)),
                     backend: try backend(server.baseURL), store: try Store(path: path)).run()
                 XCTAssertEqual(summary.suites[0].asked, 100)
-                XCTAssertEqual(summary.suites[0].metrics?.missing, 200, "a shard reports the others' items as missing")
+                XCTAssertEqual(summary.suites[0].metrics?.missing, 0, "the other shards' items are not missing")
+                XCTAssertEqual(summary.suites[0].metrics?.metrics[ScoringPass.inOtherShards], 200)
+                XCTAssertEqual(try Store(path: path).requireRun("sharded").noteValues["shard"], "\(index)/3")
             }
             XCTAssertEqual(server.statistics.chatRequests, 300)
         }
@@ -220,10 +222,16 @@ final class SweepTests: XCTestCase {
         }
         // Merging a shard again changes nothing.
         XCTAssertEqual(try merged.merge(shardPath: shardPaths[0]).map(\.kept), [100])
+        // The merged run is no longer a shard: its notes say which shards it holds.
+        let notes = try merged.requireRun("sharded").noteValues
+        XCTAssertNil(notes["shard"], "\(notes)")
+        XCTAssertEqual(notes["merged_shards"], "1/3, 2/3, 3/3")
+        XCTAssertEqual(notes["limit"], "300")
         let outcome = try ScoringPass.score(run: "sharded", store: merged, catalog: try SuiteCatalog(suites: [fixture.suite]))
         XCTAssertEqual(outcome.first?.metrics.score, 100)
         XCTAssertEqual(outcome.first?.metrics.n, 300)
         XCTAssertEqual(outcome.first?.metrics.missing, 0)
+        XCTAssertNil(outcome.first?.metrics.metrics[ScoringPass.inOtherShards])
         let responses = try storedResponses(merged, run: "sharded", suite: "mmstar")
         XCTAssertEqual(Set(responses.map(\.itemID)).count, 300)
         XCTAssertEqual(responses.count, 300)

@@ -56,7 +56,7 @@ enum KernelWorkers {
 /// (both sequentially consistent), so a worker cannot sleep through a new job.
 @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
 final class SpinningPool: @unchecked Sendable {  // @unchecked: `job`/`chunks` are handed over by the generation counter
-    static let shared = SpinningPool(workers: max(0, ProcessInfo.processInfo.activeProcessorCount - 1))
+    static let shared = SpinningPool(workers: max(0, RuntimeThreads.count - 1))
 
     /// How long a worker spins for the next job before parking.
     static let idleBeforeParking: UInt64 = 2_000_000  // ns

@@ -139,7 +139,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
 
     /// Worker threads used when a call does not say: every active core. Read once: on Linux
     /// `activeProcessorCount` reads cgroup files, which cost more than a small matvec.
-    public static let defaultThreadCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    public static let defaultThreadCount = RuntimeThreads.count
 
     @inline(__always)
     func row(_ r: Int) -> UnsafeRawPointer {

@@ -10,7 +10,7 @@ import Foundation
 /// threads spinning between calls while ours spun between matvecs — took the cores from each other.
 enum Kernels {
     /// Cores the kernels split work over.
-    static let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    static let cores = RuntimeThreads.count
 
     /// Row count from which a matrix product goes through sgemm instead of dot products.
     static let gemmThreshold = 8
