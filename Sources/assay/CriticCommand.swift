@@ -44,8 +44,9 @@ struct CriticBuildCommand: ParsableCommand {
         let pairs: [CriticPair]
         if let fromRuns {
             let names = fromRuns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let store = try database.openExisting()
             pairs = try CriticDataBuilder.pairs(
-                fromRuns: names, store: try database.open(), catalog: try suiteOptions.catalog(),
+                fromRuns: names, store: store, catalog: try suiteOptions.catalog(remembering: names, in: store),
                 suites: suites.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) },
                 dataDirectory: dataDir.map { URL(fileURLWithPath: $0) }, summary: &summary)
         } else {

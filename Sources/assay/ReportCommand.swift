@@ -25,7 +25,8 @@ struct ReportCommand: ParsableCommand {
         if let scaling {
             let url = URL(fileURLWithPath: out ?? "Reports/\(scaling)-scaling.md")
             let chart = url.deletingPathExtension().lastPathComponent + ".svg"
-            let report = try ScalingReport.build(store: try database.open(), catalog: try suites.catalog(), run: scaling,
+            let store = try database.openExisting()
+            let report = try ScalingReport.build(store: store, catalog: try suites.catalog(remembering: [scaling], in: store), run: scaling,
                                                  chartFileName: chart, resamples: bootstrap.resamples, seed: bootstrap.seed)
             try report.write(to: url)
             return print("wrote \(url.path) and \(url.deletingLastPathComponent().appendingPathComponent(chart).path)")

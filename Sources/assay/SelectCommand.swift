@@ -66,7 +66,7 @@ struct SelectCommand: AsyncParsableCommand {
         // invariant: validate() checked both.
         let method = SelectionMethod(rawValue: self.method) ?? .first
         let ns = try SelectionConfiguration.parseNs(n)
-        let store = try database.open()
+        let store = try database.openExisting(readOnly: false)
         let source = try store.requireRun(runName)
         var critic: (any ModelBackend)?
         if method == .selfCritic {
@@ -83,7 +83,7 @@ struct SelectCommand: AsyncParsableCommand {
             criticParams: GenerationParams(temperature: 0, topP: 1, maxTokens: criticMaxTokens, seed: 0),
             concurrency: concurrency, replace: replace, dataDirectory: dataDir.map { URL(fileURLWithPath: $0) })
         let throttle = NoteThrottle()
-        let summary = try await Selection(configuration: configuration, store: store, catalog: try suiteOptions.catalog(),
+        let summary = try await Selection(configuration: configuration, store: store, catalog: try suiteOptions.catalog(remembering: [runName], in: store),
                                           progress: { throttle.note($0) }).run()
         if json { return try JSONOutput.print(SummaryJSON(summary)) }
         Self.printSummary(summary)
