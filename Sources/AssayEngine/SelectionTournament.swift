@@ -164,10 +164,7 @@ struct TournamentRunner {
     /// The critic call that shows sample `first` as response 1 and `second` as response 2.
     func makeJob(entry: Selection.SourceSuite, item: Item, first: Int, second: Int) throws -> Job? {
         guard let one = entry.responses[item.id]?[first], let two = entry.responses[item.id]?[second] else { return nil }
-        let question = entry.suite.render(item).filter { $0.role == .user }.flatMap(\.content).compactMap { part -> String? in
-            if case .text(let text) = part { return text }
-            return nil
-        }.joined(separator: "\n")
+        let question = entry.suite.userText(item)
         var parts: [ContentPart] = item.images.map { .image($0) }
         parts.append(.text(CriticPrompt.text(question: question, first: one.response.text, second: two.response.text)))
         let messages = [Message.user(parts)]

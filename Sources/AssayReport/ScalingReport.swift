@@ -179,8 +179,10 @@ enum ScalingChart {
             <text x="\(Int(width / 2))" y="18" text-anchor="middle" font-size="13" font-weight="bold">\(BarChart.escape(title))</text>
 
             """
+        // The legend fits the canvas however many methods there are.
+        let spacing = min(120, (width - 20) / Double(max(methods.count, 1)))
         for (index, method) in methods.enumerated() {
-            let lx = 20 + Double(index) * 120
+            let lx = 20 + Double(index) * spacing
             out += "<rect x=\"\(BarChart.f(lx))\" y=\"30\" width=\"14\" height=\"3\" fill=\"\(color(method, index))\"/>"
             out += "<text x=\"\(BarChart.f(lx + 18))\" y=\"35\">\(BarChart.escape(method))</text>\n"
         }

@@ -138,6 +138,15 @@ public struct Suite: Sendable {
         return messages
     }
 
+    /// The text of the item's user turn as the model reads it (images left out): what a critic
+    /// is shown as "the question" the responses answered.
+    public func userText(_ item: Item) -> String {
+        render(item).filter { $0.role == .user }.flatMap(\.content).compactMap { part -> String? in
+            if case .text(let text) = part { return text }
+            return nil
+        }.joined(separator: "\n")
+    }
+
     // MARK: Scoring
 
     public func extract(_ response: String, item: Item) -> Extraction {

@@ -125,10 +125,7 @@ public enum CriticDataBuilder {
                     summary.dropped[right.isEmpty ? "items with no correct response" : "items with no wrong response", default: 0] += 1
                     continue
                 }
-                let question = suite.render(item).filter { $0.role == .user }.flatMap(\.content).compactMap { part -> String? in
-                    if case .text(let text) = part { return text }
-                    return nil
-                }.joined(separator: "\n")
+                let question = suite.userText(item)
                 for r in right {
                     for w in wrong {
                         if r.text == w.text {
