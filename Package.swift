@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Import, sweep and scoring passes that tie suites, backends and the store together.
-        .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
+        .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "VLMRuntime"]),
         // Comparison between runs, Markdown and SVG rendering.
         .target(name: "AssayReport", dependencies: ["AssayCore", "AssaySuites", "AssayStore"]),
         // Embedded inference runtime (Qwen2-VL / Qwen2.5-VL, Llama family) on OpenBLAS.

@@ -82,10 +82,11 @@ public struct Suite: Sendable {
     /// Items of video suites get `video.frames` frames sampled with ffmpeg, placed before their
     /// own images (not when only hashing: an import does not need the pictures).
     public func loadItems(
-        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling()
+        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling(),
+        access: ImageAccess = ImageAccess()
     ) throws -> [LoadedItem] {
         let adapted = try scorer.adapt(file)
-        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images).build()
+        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images, access: access).build()
         guard let source = scorer as? VideoFrameSource, case .keep = images else { return items }
         return try VideoFrames.attach(to: items, source: source, datasetFile: adapted, sampling: video)
     }
