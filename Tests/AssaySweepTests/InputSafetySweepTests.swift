@@ -125,4 +125,23 @@ final class InputSafetySweepTests: XCTestCase {
         }
         XCTAssertEqual(Redaction.userInfo(in: "GET http://u:p@h:1/v1 and https://x@y/z"), "GET http://[redacted]@h:1/v1 and https://[redacted]@y/z")
     }
+
+    func testAResponseOverTheSizeCapIsAnErrorNotStoredText() async throws {
+        let root = try Fixtures.temporaryDirectory(for: self)
+        let (suite, data) = try SyntheticSuite.write(items: 2, in: root)
+        let store = try Store(path: root.appendingPathComponent("s.sqlite").path)
+        let summary = try await withServer(responder: EchoResponder(text: String(repeating: "A", count: 64 * 1024))) { server in
+            let model = try OpenAICompatibleBackend(.init(
+                baseURLs: [server.baseURL], model: "test-model", timeout: 10, maxAttempts: 3, initialBackoff: 0.01,
+                maxBackoff: 0.05, maxResponseBytes: 16 * 1024))
+            return try await Sweep(configuration: SweepConfiguration(run: "big", suites: [SweepSuite(suite: suite, dataset: data)]),
+                                   backend: model, store: store).run()
+        }
+        XCTAssertEqual(summary.suites.first?.errors["response_too_large"], 2, "\(summary.suites.first?.errors ?? [:])")
+        for r in try storedResponses(store, run: "big", suite: suite.id) {
+            XCTAssertEqual(r.response.status, .error)
+            XCTAssertEqual(r.response.text, "")
+            XCTAssertEqual(r.response.attempts, 1, "the same request gets the same oversized answer: not retried")
+        }
+    }
 }
