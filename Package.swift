@@ -15,6 +15,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // HTTP/1.1 server for `assay serve`, the test server and `assay bench http` (NIO alone, no TLS stack).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // HTTP client for the OpenAI-compatible backend: pooled connections per endpoint, connect /
+        // read-idle / overall deadlines and cancellation that closes the connection. URLSession on
+        // Linux (libcurl under dispatch sources) could spin forever on a closed-without-answer socket.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries from Debian (see Makefile `deps`).
@@ -30,7 +34,14 @@ let package = Package(
         // SQLite store (GRDB): runs, items, responses, extractions, scores, metrics.
         .target(name: "AssayStore", dependencies: ["AssayCore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Model backends: replay (imported predictions), OpenAI-compatible HTTP, embedded runtime.
-        .target(name: "AssayBackends", dependencies: ["AssayCore", "VLMRuntime"]),
+        .target(
+            name: "AssayBackends",
+            dependencies: [
+                "AssayCore", "VLMRuntime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         // The OpenAI-compatible HTTP server (chat completions) in front of any responder: the test
         // server with injected faults, `assay bench http`, and later `assay serve`.
         .target(
@@ -41,7 +52,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         // Import, sweep and scoring passes that tie suites, backends and the store together.
-        .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends"]),
+        .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "VLMRuntime"]),
         // Training: critic data, rewards (Swift and the exported Python twin), EasyR1 export. The
         // inference path does not import it.
         .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine"]),

@@ -16,8 +16,13 @@ public final class OpenAICompatibleBackend: ModelBackend {
         public var baseURLs: [String]
         public var model: String
         public var apiKey: String?
-        /// Seconds one attempt may take before it counts as hung.
+        /// Seconds one attempt may take before it counts as hung: connect, send, head and the
+        /// whole body. Also the read-idle limit (a silent server fails the attempt as late as this).
         public var timeout: TimeInterval
+        /// Seconds to open a connection (at most `timeout`).
+        public var connectTimeout: TimeInterval
+        /// Most bytes of a response body; a longer one is an error status, never stored text.
+        public var maxResponseBytes: Int
         /// Attempts per request, the first included.
         public var maxAttempts: Int
         /// First backoff delay; doubles per retry up to `maxBackoff`.
@@ -32,7 +37,8 @@ public final class OpenAICompatibleBackend: ModelBackend {
 
         public init(baseURLs: [String], model: String, apiKey: String? = nil, timeout: TimeInterval = 600,
                     maxAttempts: Int = 8, initialBackoff: TimeInterval = 0.5, maxBackoff: TimeInterval = 30,
-                    maxRetryAfter: TimeInterval = 120, maxConcurrency: Int = 16, initialConcurrency: Int? = nil) {
+                    maxRetryAfter: TimeInterval = 120, maxConcurrency: Int = 16, initialConcurrency: Int? = nil,
+                    connectTimeout: TimeInterval = 10, maxResponseBytes: Int = 8 << 20) {
             self.baseURLs = baseURLs
             self.model = model
             self.apiKey = apiKey
@@ -43,6 +49,8 @@ public final class OpenAICompatibleBackend: ModelBackend {
             self.maxRetryAfter = maxRetryAfter
             self.maxConcurrency = maxConcurrency
             self.initialConcurrency = initialConcurrency
+            self.connectTimeout = connectTimeout
+            self.maxResponseBytes = maxResponseBytes
         }
     }
 
@@ -56,6 +64,9 @@ public final class OpenAICompatibleBackend: ModelBackend {
     public let pool: EndpointPool
     private let transport: any HTTPTransport
     private let endpoints: [URL]
+    /// `Authorization: Basic …` from a base URL's user-info, sent when no API key is set. The
+    /// user-info itself is removed from the URL, so no message that names the URL carries it.
+    private let basicAuthorization: String?
     private let counters = Locked(RequestCounters())
 
     /// Attempts and failures so far, by kind: the sweep prints them and tests read them.
@@ -70,28 +81,46 @@ public final class OpenAICompatibleBackend: ModelBackend {
     public init(_ configuration: Configuration, transport: (any HTTPTransport)? = nil) throws {
         guard !configuration.baseURLs.isEmpty else { throw ConfigurationError(description: "no base URL given") }
         var urls: [URL] = []
+        var basic: String?
         for base in configuration.baseURLs {
             var text = base.trimmingCharacters(in: .whitespaces)
             while text.hasSuffix("/") { text.removeLast() }
-            guard let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-                throw ConfigurationError(description: "base URL '\(base)' is not an http(s) URL")
+            guard var parts = URLComponents(string: text), let scheme = parts.scheme, ["http", "https"].contains(scheme),
+                  parts.host?.isEmpty == false
+            else {
+                throw ConfigurationError(description: "base URL '\(Redaction.userInfo(in: base))' is not an http(s) URL")
+            }
+            if let user = parts.user {
+                basic = basic ?? "Basic " + Data("\(user):\(parts.password ?? "")".utf8).base64EncodedString()
+                parts.user = nil
+                parts.password = nil
+                text = parts.string ?? text
             }
             // Accept both `http://host:8000` and `http://host:8000/v1`, as OpenAI clients do.
             let root = text.hasSuffix("/v1") ? text : text + "/v1"
             guard let endpoint = URL(string: root + "/chat/completions") else {
-                throw ConfigurationError(description: "base URL '\(base)' cannot be extended with /v1/chat/completions")
+                throw ConfigurationError(description: "base URL '\(Redaction.userInfo(in: base))' cannot be extended with /v1/chat/completions")
             }
             urls.append(endpoint)
         }
+        guard configuration.timeout.isFinite, configuration.timeout > 0 else {
+            throw ConfigurationError(description: "timeout must be a positive number of seconds, not \(configuration.timeout)")
+        }
+        guard configuration.maxConcurrency >= 1, configuration.maxConcurrency <= 100_000 else {
+            throw ConfigurationError(description: "concurrency must be between 1 and 100000, not \(configuration.maxConcurrency)")
+        }
         self.configuration = configuration
         self.endpoints = urls
+        self.basicAuthorization = basic
         // The endpoint model is the name the requests carry; base URLs and keys are not identity:
         // several servers of one model are one backend.
         self.identity = BackendIdentity(kind: "openai", model: configuration.model, endpointModel: configuration.model)
         self.pool = EndpointPool(urls: urls.map(\.absoluteString), maximum: configuration.maxConcurrency,
                                  initial: configuration.initialConcurrency)
-        self.transport = transport ?? URLSessionTransport(
-            connectionsPerHost: configuration.maxConcurrency, timeout: configuration.timeout)
+        self.transport = transport ?? NIOHTTPTransport(limits: HTTPTransportLimits(
+            connectionsPerHost: configuration.maxConcurrency,
+            connectTimeout: min(configuration.connectTimeout, configuration.timeout),
+            readIdleTimeout: configuration.timeout, maxResponseBytes: configuration.maxResponseBytes))
     }
 
     public var counterSnapshot: RequestCounters { counters.snapshot }
@@ -108,7 +137,11 @@ public final class OpenAICompatibleBackend: ModelBackend {
             return .failure(kind: "bad_request", message: scrub("\(error)"), attempts: 0)
         }
         var headers = ["Content-Type": "application/json", "Accept": "application/json"]
-        if let key = configuration.apiKey, !key.isEmpty { headers["Authorization"] = "Bearer \(key)" }
+        if let key = configuration.apiKey, !key.isEmpty {
+            headers["Authorization"] = "Bearer \(key)"
+        } else if let basicAuthorization {
+            headers["Authorization"] = basicAuthorization
+        }
         if let id = Self.clientRequestID(request) { headers["X-Client-Request-Id"] = id }
 
         var attempt = 0
@@ -127,6 +160,9 @@ public final class OpenAICompatibleBackend: ModelBackend {
             await pool.release(lease, outcome.signal)
             switch outcome {
             case .answered(var response):
+                // A server that echoes the key inside an answer must not get it stored and resent
+                // (a later judge or critic prompt quotes stored answers).
+                response.text = scrub(response.text)
                 response.attempts = attempt
                 response.latencySeconds = Date().timeIntervalSince(sent)
                 if response.status == .truncated { counters.withLock { $0.truncated += 1 } }
@@ -206,6 +242,9 @@ public final class OpenAICompatibleBackend: ModelBackend {
             return .cancelled
         case .failure(.timeout(let message)):
             return .retry(kind: "timeout", message: message, retryAfter: nil, signal: .overload)
+        case .failure(.tooLarge(let message)):
+            // The same request gets the same oversized answer; storing or retrying it helps no one.
+            return .fatal(kind: "response_too_large", message: message)
         case .failure(.connection(let message)):
             // A server that refuses or drops connections is down or drowning: send it less, so
             // the other base URLs take the work.
@@ -277,10 +316,10 @@ public final class OpenAICompatibleBackend: ModelBackend {
         return nil
     }
 
-    /// Removes the API key from a message (a server may echo headers in its error text).
+    /// Removes the API key and any URL user-info from a message (a server may echo headers in
+    /// its error text).
     func scrub(_ message: String) -> String {
-        guard let key = configuration.apiKey, key.count >= 4 else { return message }
-        return message.replacingOccurrences(of: key, with: "[redacted]")
+        Redaction.scrub(message, secrets: [configuration.apiKey].compactMap { $0 })
     }
 }
 

@@ -12,9 +12,13 @@ public enum DataFetchError: Error, CustomStringConvertible, Equatable {
     case interrupted(suite: String, url: String, bytes: Int64, reason: String)
     case httpStatus(suite: String, url: String, status: Int)
     case notDownloaded(suite: String, file: String)
+    /// `source.name` would place the file outside the data folder (`../`, `/`, a hidden name).
+    case badSourceName(suite: String, name: String)
 
     public var description: String {
         switch self {
+        case .badSourceName(let suite, let name):
+            return "suite '\(suite)': source.name '\(name)' must be a plain file name (letters, digits, '-', '_', '.'; no '/' and not starting with '.')"
         case .noSource(let suite):
             return "suite '\(suite)' names no download URL and MD5 in its suite.yaml; pass its dataset with --data FILE"
         case .checksumMismatch(let suite, let file, let expected, let actual):
@@ -54,7 +58,13 @@ public struct DataFetch: Sendable {
             throw DataFetchError.noSource(suite: suite.id)
         }
         let ext = url.pathExtension.isEmpty ? (source.format == "jsonl" ? "jsonl" : "tsv") : url.pathExtension
-        return directory.appendingPathComponent("\(source.name ?? suite.id).\(ext)")
+        let name = "\(source.name ?? suite.id).\(ext)"
+        // A user suite's name is joined to the data folder: it must not climb out of it.
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+        guard !name.hasPrefix("."), name.count <= 200, name.allSatisfy(allowed.contains) else {
+            throw DataFetchError.badSourceName(suite: suite.id, name: source.name ?? suite.id)
+        }
+        return directory.appendingPathComponent(name)
     }
 
     /// The verified local dataset of a suite, without any network: an error when it is absent

@@ -47,6 +47,10 @@ public enum Importer {
         let items = loaded.map(\.item)
         let itemsByID = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let predictions = try PredictionsFile.read(request.predictions, extracted: request.extracted)
+        // An empty file imported a run with no responses and exited 0: a silent wrong path.
+        guard !predictions.isEmpty else {
+            throw DatasetError(file: request.predictions.path, "no predictions in the file (expected one JSON object per line)")
+        }
         for prediction in predictions where itemsByID[prediction.index] == nil {
             throw DatasetError(file: request.predictions.path, line: prediction.line,
                                "index '\(prediction.index)' is not an item of \(file.name)")

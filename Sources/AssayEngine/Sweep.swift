@@ -3,6 +3,7 @@ import AssayCore
 import AssayStore
 import AssaySuites
 import Foundation
+import VLMRuntime
 
 /// `--shard i/n`: this machine's part of a sweep. Item `k` of a suite (in dataset order, after
 /// `--limit`) belongs to shard `k mod n + 1`, so shards are disjoint, cover everything, and stay
@@ -63,13 +64,25 @@ public struct SweepSuite: Sendable {
     }
 
     /// The suite's items with the checksum and path recorded for them.
-    func load(images: ImageLoading, video: VideoSampling) throws -> (items: [LoadedItem], sha256: String, path: String) {
+    func load(images: ImageLoading, video: VideoSampling, allowedDirectories: [URL] = []) throws
+        -> (items: [LoadedItem], sha256: String, path: String)
+    {
         if let generated = try suite.generatedItems() {
             return (generated.items, generated.sha256, "generated:\(suite.manifest.source?.name ?? suite.id)")
         }
         guard let dataset else { throw SweepError.noDataset(suite: suite.id) }
         let file = try DatasetFile.read(dataset)
-        return (try suite.loadItems(from: file, images: images, video: video), file.sha256, file.url.path)
+        let access = ImageAccess(allowedDirectories: allowedDirectories, decode: Self.decodeImage)
+        return (try suite.loadItems(from: file, images: images, video: video, access: access), file.sha256, file.url.path)
+    }
+
+    /// Decodes PNG and JPEG with the runtime's decoders (and its pixel cap) so that only real
+    /// pictures are sent; other formats a server may accept (GIF, WebP, BMP) keep the header check.
+    static let decodeImage: @Sendable (Data, String) throws -> Void = { data, name in
+        switch try ImageSignature.check(data) {
+        case .png, .jpeg: _ = try ImageDecoder.decode(data: data, name: name)
+        case .gif, .webp, .bmp: break
+        }
     }
 }
 
@@ -95,6 +108,8 @@ public struct SweepConfiguration: Sendable {
     public var notes: [String: String]
     /// Frames sampled per video for video suites (`--frames`).
     public var video: VideoSampling
+    /// Folders besides each dataset's own that its `image_path`s may point into (`--allow-dir`).
+    public var allowedImageDirectories: [URL] = []
 
     public init(run: String, suites: [SweepSuite], params: GenerationParams = GenerationParams(), samples: Int = 1,
                 limit: Int? = nil, shard: Shard? = nil, concurrency: Int = 16, reuseAcrossRuns: Bool = true,
@@ -187,12 +202,25 @@ public struct Sweep: Sendable {
             throw JudgeRequiredError(suites: judged)
         }
         let started = Date()
+        let existed = try store.run(named: config.run) != nil
         let run = try ensureRun()
+        do {
+            return try await sweep(run: run, started: started)
+        } catch {
+            // A sweep that failed before storing anything (a bad dataset, a refused image path)
+            // must not leave an empty run behind whose settings then block the name.
+            if !existed { _ = try? store.deleteRunIfEmpty(runID: run.id) }
+            throw error
+        }
+    }
 
+    func sweep(run: RunRecord, started: Date) async throws -> SweepSummary {
+        let config = configuration
         // Plan: read and check every dataset before asking anything.
         var planned: [PlannedSuite] = []
         for entry in config.suites {
-            var (items, sha256, path) = try entry.load(images: .keep, video: config.video)
+            var (items, sha256, path) = try entry.load(images: .keep, video: config.video,
+                                                       allowedDirectories: config.allowedImageDirectories)
             if let limit = config.limit { items = Array(items.prefix(max(0, limit))) }
             let registration = SuiteRegistration(
                 suiteID: entry.suite.id, suiteVersion: entry.suite.version, promptVersion: entry.suite.promptVersion,

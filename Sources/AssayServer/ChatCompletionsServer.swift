@@ -136,6 +136,17 @@ public final class ChatCompletionsServer: Sendable {
                 case .hang: return .hang
                 case .malformedJSON: return .json(200, Data(#"{"id":"cmpl-broken","choices":[{"index":0,"message":{"role":"assistant","content":"#.utf8))
                 case .dropConnection: return .dropConnection
+                case .closeAfterDelay: return .closeAfter(seconds: faults.closeDelaySeconds)
+                case .partialBody:
+                    let body = Self.fakeCompletion()
+                    return .truncatedBody(status: 200, headers: [("Content-Type", "application/json")], body: body, bytes: body.count / 2)
+                case .trickledBody:
+                    return .trickle(status: 200, headers: [("Content-Type", "application/json")], body: Self.fakeCompletion(),
+                                    interval: faults.trickleIntervalSeconds)
+                case .headersOnly: return .headersOnly(status: 200, headers: [("Content-Type", "application/json")], announcedBytes: 200)
+                case .truncatedChunked:
+                    let body = Self.fakeCompletion()
+                    return .truncatedChunked(status: 200, headers: [("Content-Type", "application/json")], body: body, bytes: body.count / 2)
                 }
             }
             let chat: OpenAIWire.ChatRequest
@@ -165,6 +176,14 @@ public final class ChatCompletionsServer: Sendable {
             }
         }
 
+        /// A well-formed completion of a wrong answer, for the faults that deliver part of a body:
+        /// a client that stored what it got before the connection failed would store this text.
+        static func fakeCompletion() -> Data {
+            encode(OpenAIWire.ChatResponse(
+                id: "chatcmpl-fault", model: "fault", choices: [.init(message: .init(content: "FAULT: not an answer"), finishReason: "stop")],
+                usage: .init(promptTokens: 1, completionTokens: 1), created: 0))
+        }
+
         static func encode<T: Encodable>(_ value: T) -> Data {
             // invariant: the wire types are plain Codable structs of strings and numbers.
             (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
@@ -190,6 +209,21 @@ public enum ServerFault: String, Sendable, Hashable, CaseIterable, Codable {
     case malformedJSON = "malformed_json"
     /// The connection is closed without an answer.
     case dropConnection = "dropped_connection"
+    /// The request is accepted, then the connection closed after `FaultPlan.closeDelaySeconds`
+    /// without a byte (a crashed worker behind a proxy).
+    case closeAfterDelay = "closed_after_delay"
+    /// The head of a 200 and part of its body, then the connection closes.
+    case partialBody = "partial_body"
+    /// A 200 whose body arrives one byte per `FaultPlan.trickleIntervalSeconds`.
+    case trickledBody = "trickled_body"
+    /// The head of a 200 announcing a body that never comes.
+    case headersOnly = "headers_only"
+    /// A 200 with a chunked body cut before its last chunk.
+    case truncatedChunked = "truncated_chunked"
+
+    /// The shapes that hold a connection or a request open instead of answering: the ones a
+    /// client needs deadlines for (the fault sweep tests run each at a low rate and at 100%).
+    public static let stalls: [ServerFault] = [.hang, .closeAfterDelay, .partialBody, .trickledBody, .headersOnly, .truncatedChunked]
 }
 
 /// Which requests fail and how: a fault rate per kind, decided by a seeded hash of the request
@@ -198,11 +232,18 @@ public struct FaultPlan: Sendable, Hashable {
     public var rates: [ServerFault: Double]
     public var retryAfterSeconds: Int
     public var seed: UInt64
+    /// How long `closeAfterDelay` holds the connection before closing it.
+    public var closeDelaySeconds: Double
+    /// The gap between bytes of a `trickledBody`.
+    public var trickleIntervalSeconds: Double
 
-    public init(rates: [ServerFault: Double], retryAfterSeconds: Int = 1, seed: UInt64 = 0) {
+    public init(rates: [ServerFault: Double], retryAfterSeconds: Int = 1, seed: UInt64 = 0,
+                closeDelaySeconds: Double = 0.5, trickleIntervalSeconds: Double = 0.05) {
         self.rates = rates
         self.retryAfterSeconds = retryAfterSeconds
         self.seed = seed
+        self.closeDelaySeconds = closeDelaySeconds
+        self.trickleIntervalSeconds = trickleIntervalSeconds
     }
 
     /// The acceptance mix: 10% HTTP 500, 5% 429, 3% hung, 2% malformed JSON, 1% dropped.

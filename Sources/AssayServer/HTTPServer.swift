@@ -34,6 +34,17 @@ public enum HTTPServerReply: Sendable {
     /// Send the head and the first `bytes` of the body (the head announces the whole length),
     /// then close: an interrupted transfer.
     case truncatedBody(status: Int, headers: [(String, String)], body: Data, bytes: Int)
+    /// Wait `seconds` after the request, then close without a byte: a crashed worker behind a
+    /// proxy. (URLSession on Linux spun forever on this one.)
+    case closeAfter(seconds: Double)
+    /// Send the head (announcing the whole length), then the body one byte every `interval`
+    /// seconds: a stalled upstream that never quite goes idle. Stops when the client closes.
+    case trickle(status: Int, headers: [(String, String)], body: Data, interval: Double)
+    /// Send the head announcing a body, then nothing; the connection stays open.
+    case headersOnly(status: Int, headers: [(String, String)], announcedBytes: Int)
+    /// A 200 with `Transfer-Encoding: chunked`: the first `bytes` of the body as one chunk, then
+    /// close without the terminating chunk.
+    case truncatedChunked(status: Int, headers: [(String, String)], body: Data, bytes: Int)
 
     public static func json(_ status: Int, _ body: Data, headers: [(String, String)] = []) -> HTTPServerReply {
         .response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
@@ -151,6 +162,23 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
         switch reply {
         case .hang:
             return
+        case .closeAfter(let seconds):
+            channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(max(0, seconds) * 1e9))) { channel.close(promise: nil) }
+        case .trickle(let status, let headers, let body, let interval):
+            channel.writeAndFlush(HTTPServerResponsePart.head(head(status, headers, length: body.count)), promise: nil)
+            trickle(Array(body), from: 0, every: .nanoseconds(Int64(max(0.001, interval) * 1e9)), channel: channel)
+        case .headersOnly(let status, let headers, let announced):
+            channel.writeAndFlush(HTTPServerResponsePart.head(head(status, headers, length: announced)), promise: nil)
+        case .truncatedChunked(let status, let headers, let body, let bytes):
+            var fields = HTTPHeaders(headers)
+            fields.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+            fields.remove(name: "Content-Length")
+            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status),
+                                                                       headers: fields)), promise: nil)
+            var buffer = channel.allocator.buffer(capacity: bytes)
+            buffer.writeBytes(body.prefix(max(0, bytes)))
+            // NIO frames a body part as one chunk; closing before `.end` leaves out the 0-length chunk.
+            channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
         case .dropConnection:
             channel.close(promise: nil)
         case .response(let status, let headers, let body):
@@ -165,6 +193,22 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             var buffer = channel.allocator.buffer(capacity: bytes)
             buffer.writeBytes(body.prefix(max(0, bytes)))
             channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// One byte per tick, bounded by the body's length, stopping as soon as the client has gone.
+    private static func trickle(_ bytes: [UInt8], from index: Int, every interval: TimeAmount, channel: Channel) {
+        guard index < bytes.count else {
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+            return
+        }
+        channel.eventLoop.scheduleTask(in: interval) {
+            guard channel.isActive else { return }
+            var buffer = channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(bytes[index])
+            channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { result in
+                if case .success = result { trickle(bytes, from: index + 1, every: interval, channel: channel) }
+            }
         }
     }
 

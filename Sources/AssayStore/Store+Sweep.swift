@@ -94,7 +94,7 @@ extension Store {
         try pool.read { db in
             try Row.fetchOne(
                 db, sql: """
-                    SELECT * FROM responses WHERE cache_key = ? AND suite_id = ? AND item_id = ? AND sample_index = ?
+                    SELECT *, \(Self.textBytesColumn) FROM responses WHERE cache_key = ? AND suite_id = ? AND item_id = ? AND sample_index = ?
                         AND status != 'error'
                     ORDER BY id LIMIT 1
                     """,
@@ -157,7 +157,8 @@ extension Store {
                         created_at = excluded.created_at
                     """,
                 arguments: [record.cacheKey, record.judge, record.task, record.responseCacheKey,
-                            r.status == .error ? "" : r.text, r.status.rawValue, r.errorKind, r.errorMessage,
+                            r.status == .error ? "" : r.text, r.status.rawValue, r.errorKind,
+                            r.errorMessage.map { Redaction.userInfo(in: $0) },
                             r.status == .error ? nil : record.verdict, r.attempts, r.promptTokens, r.completionTokens, Self.now()])
         }
     }
@@ -305,6 +306,18 @@ extension Store {
                 return .commit
             }
             return merged
+        }
+    }
+
+    /// Deletes a run that holds no response (its suites and items go with it); a run with any
+    /// response is kept. Returns whether it was deleted.
+    @discardableResult
+    public func deleteRunIfEmpty(runID: Int64) throws -> Bool {
+        try pool.write { db in
+            try db.execute(sql: """
+                DELETE FROM runs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM responses WHERE run_id = ?)
+                """, arguments: [runID, runID])
+            return db.changesCount > 0
         }
     }
 }

@@ -236,7 +236,7 @@ public final class Store: Sendable {
             sql: """
                 INSERT INTO responses (run_id, suite_id, item_id, sample_index, cache_key, text, status, error_kind,
                     error_message, prompt_tokens, completion_tokens, latency_seconds, attempts, imported_extraction, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (run_id, suite_id, item_id, sample_index) DO UPDATE SET
                     cache_key = excluded.cache_key, text = excluded.text, status = excluded.status,
                     error_kind = excluded.error_kind, error_message = excluded.error_message,
@@ -245,7 +245,8 @@ public final class Store: Sendable {
                     imported_extraction = excluded.imported_extraction, created_at = excluded.created_at
                 """,
             arguments: [runID, new.suiteID, new.itemID, new.sampleIndex, new.cacheKey,
-                        r.status == .error ? "" : r.text, r.status.rawValue, r.errorKind, r.errorMessage,
+                        Self.textBytes(r.status == .error ? "" : r.text), r.status.rawValue, r.errorKind,
+                        r.errorMessage.map { Redaction.userInfo(in: $0) },
                         r.promptTokens, r.completionTokens, r.latencySeconds, r.attempts, new.importedExtraction, now()])
         let id = try Int64.fetchOne(
             db, sql: "SELECT id FROM responses WHERE run_id = ? AND suite_id = ? AND item_id = ? AND sample_index = ?",
@@ -258,7 +259,7 @@ public final class Store: Sendable {
     public func responses(runID: Int64, suiteID: String) throws -> [ResponseRecord] {
         try pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM responses WHERE run_id = ? AND suite_id = ? ORDER BY id",
+                db, sql: "SELECT *, \(Self.textBytesColumn) FROM responses WHERE run_id = ? AND suite_id = ? ORDER BY id",
                 arguments: [runID, suiteID]
             ).map(Self.response)
         }
@@ -271,13 +272,27 @@ public final class Store: Sendable {
         }
     }
 
+    /// Response text as UTF-8 bytes, bound as a BLOB with its length and stored as
+    /// `CAST(? AS TEXT)`: GRDB binds and reads a Swift `String` as a C string, which silently
+    /// cut an answer at its first NUL byte.
+    static func textBytes(_ text: String) -> Data { Data(text.utf8) }
+
+    /// The select-list term that reads `text` back whole (see `textBytes`).
+    static let textBytesColumn = "CAST(text AS BLOB) AS text_bytes"
+
+    /// The whole text of a row selected with `textBytesColumn` (or `text` when it was not).
+    static func fullText(_ row: Row) -> String {
+        if let bytes: Data = row["text_bytes"] { return String(decoding: bytes, as: UTF8.self) }
+        return row["text"] ?? ""
+    }
+
     static func response(_ row: Row) -> ResponseRecord {
         let status = ResponseStatus(rawValue: row["status"]) ?? .error
         return ResponseRecord(
             id: row["id"], runID: row["run_id"], suiteID: row["suite_id"], itemID: row["item_id"],
             sampleIndex: row["sample_index"], cacheKey: row["cache_key"],
             response: ModelResponse(
-                text: row["text"], status: status, errorKind: row["error_kind"], errorMessage: row["error_message"],
+                text: fullText(row), status: status, errorKind: row["error_kind"], errorMessage: row["error_message"],
                 promptTokens: row["prompt_tokens"], completionTokens: row["completion_tokens"],
                 latencySeconds: row["latency_seconds"], attempts: row["attempts"]),
             importedExtraction: row["imported_extraction"], createdAt: row["created_at"])

@@ -82,10 +82,11 @@ public struct Suite: Sendable {
     /// Items of video suites get `video.frames` frames sampled with ffmpeg, placed before their
     /// own images (not when only hashing: an import does not need the pictures).
     public func loadItems(
-        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling()
+        from file: DatasetFile, images: ImageLoading = .keep, video: VideoSampling = VideoSampling(),
+        access: ImageAccess = ImageAccess()
     ) throws -> [LoadedItem] {
         let adapted = try scorer.adapt(file)
-        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images).build()
+        let items = try ItemBuilder(manifest: manifest, scorer: scorer, file: adapted, images: images, access: access).build()
         guard let source = scorer as? VideoFrameSource, case .keep = images else { return items }
         return try VideoFrames.attach(to: items, source: source, datasetFile: adapted, sampling: video)
     }
@@ -149,8 +150,17 @@ public struct Suite: Sendable {
 
     // MARK: Scoring
 
+    /// The longest response the rules read. Answer rules scan the text several times (about 4 s
+    /// per MB); a response this long is degenerate output (a 2,048-token answer is ~10 KB), so it
+    /// is unparsed (and a judge may still read it) rather than a minute of scoring.
+    public static let maxScoredBytes = 256 * 1024
+
     public func extract(_ response: String, item: Item) -> Extraction {
-        scorer.extract(response, item: item)
+        let bytes = response.utf8.count
+        guard bytes <= Self.maxScoredBytes else {
+            return .unparsed(reason: "response of \(bytes) bytes is longer than the \(Self.maxScoredBytes) the rules read")
+        }
+        return scorer.extract(response, item: item)
     }
 
     public func imported(_ extraction: String, item: Item) -> Extraction {

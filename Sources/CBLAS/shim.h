@@ -1,8 +1,14 @@
 #include <cblas.h>
 #include <stdint.h>
+#include <math.h>
+
+/* Everything below up to the matching #else is x86: intrinsics, `target` attributes, cpuid and
+   xgetbv. Other architectures get the portable definitions after the #else (same names, same
+   contracts), so the package builds on aarch64 Linux and Apple silicon; `make check-aarch64`
+   compiles this header for aarch64 to keep it that way. */
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
-#include <math.h>
 
 /* Decode-time dot products over weights kept in their stored type (bf16 / f16 / f32), compiled
    for AVX2 + FMA (+ F16C) regardless of the flags the Swift code is built with, and chosen at run
@@ -672,3 +678,244 @@ static inline void assay_dequant_rows(int level, int q4_1, const void *w, long r
         }
     }
 }
+
+#else /* not x86: the same entry points in portable C */
+
+/* On other architectures (aarch64 Linux, Apple silicon) there is no cpuid and none of the x86
+   kernels above: every capability query answers "no", so the Swift side takes its own SIMD
+   kernels, and each entry point Swift links against has a plain-C definition with the same
+   contract, written for clarity rather than speed (it is reached only if a caller skips the
+   capability check). */
+
+static inline int assay_cpu_has_avx2_fma_f16c(void) { return 0; }
+static inline int assay_cpu_has_avx512(int *vnni) { *vnni = 0; return 0; }
+static inline int assay_cpu_has_avx512_bf16(void) { return 0; }
+static inline int assay_native_level(void) { return 0; }
+
+/* IEEE half → float without F16C (subnormals, infinities and NaN included). */
+static inline float assay_half_bits_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {
+            /* subnormal: normalise */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FFu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float assay_half(const uint8_t *p) {
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return assay_half_bits_to_float(h);
+}
+
+static inline float assay_bf16_to_float(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t assay_bf16_round(float f) {
+    uint32_t bits;
+    __builtin_memcpy(&bits, &f, 4);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
+    return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+static inline float assay_weight(const void *w, int kind, long j) {
+    if (kind == 1) return assay_bf16_to_float(((const uint16_t *)w)[j]);
+    if (kind == 2) return assay_half_bits_to_float(((const uint16_t *)w)[j]);
+    return ((const float *)w)[j];
+}
+
+static inline void assay_dot_rows(const void *w, int kind, const float *x, long ldx, int m, long n, float *out) {
+    for (int i = 0; i < m; i++) {
+        float s = 0;
+        for (long j = 0; j < n; j++) s += assay_weight(w, kind, j) * x[i * ldx + j];
+        out[i] = s;
+    }
+}
+
+static inline void assay_dot_8rows(const void *w, int kind, long ldw, const float *x, long n, float *out) {
+    long es = kind == 0 ? 4 : 2;
+    for (int r = 0; r < 8; r++) assay_dot_rows((const char *)w + r * ldw * es, kind, x, 0, 1, n, out + r);
+}
+
+static inline void assay_f32_to_bf16_rows(int wide, const float *x, long ldx, long r0, long r1, long k, uint16_t *a, long lda) {
+    (void)wide;
+    for (long r = r0; r < r1; r++) {
+        for (long j = 0; j < k; j++) a[r * lda + j] = assay_bf16_round(x[r * ldx + j]);
+        for (long j = k; j < lda; j++) a[r * lda + j] = 0;
+    }
+}
+
+/* C[m, n] (=, or += with `accumulate`) Σ_k A[m, k]·B[n, k] (+ bias[n]) for n0 ≤ n < n1; A and B
+   bf16 as in the AVX512-BF16 kernel; Bp (its packing scratch) is unused here. */
+static inline void assay_bf16_gemm_cols(const uint16_t *A, long lda, long M, const uint16_t *B, long ldb, long K,
+                                        long n0, long n1, float *C, long ldc, uint32_t *Bp,
+                                        const float *bias, int accumulate) {
+    (void)Bp;
+    for (long m = 0; m < M; m++) {
+        for (long n = n0; n < n1; n++) {
+            float s = 0;
+            for (long k = 0; k < K; k++) s += assay_bf16_to_float(A[m * lda + k]) * assay_bf16_to_float(B[n * ldb + k]);
+            if (accumulate) s += C[m * ldc + n];
+            if (bias) s += bias[n];
+            C[m * ldc + n] = s;
+        }
+    }
+}
+
+static inline void assay_swiglu_bf16_rows(const float *g, const float *u, long ldg, long r0, long r1, long n, uint16_t *a, long lda) {
+    for (long r = r0; r < r1; r++) {
+        for (long j = 0; j < n; j++) {
+            float gv = g[r * ldg + j];
+            a[r * lda + j] = assay_bf16_round(gv * u[r * ldg + j] / (1.0f + expf(-gv)));
+        }
+        for (long j = n; j < lda; j++) a[r * lda + j] = 0;
+    }
+}
+
+static inline long assay_attention_scratch_bytes(long nk, long hd) {
+    (void)hd;
+    return nk * 4 + 64;
+}
+
+/* The contract of the AVX512-BF16 attention above: per query head, softmax(scale · q·k) over
+   the visible keys (causal, valid), times v; q, k, v and the probabilities rounded to bf16 for
+   the two products; a query that sees no key gets zeros. `scratch` holds one row of scores. */
+static inline void assay_bf16_attention(const float *q, long ldq, long qh, const float *k, long ldk, const float *v, long ldv,
+                                        float *out, long ldo, long oh, long heads, long nq, long nk, long hd, float scale,
+                                        long causal, const uint8_t *valid, void *scratch) {
+    if (nq <= 0 || nk <= 0 || hd <= 0) return;
+    float *p = (float *)scratch;
+    for (long h = 0; h < heads; h++) {
+        for (long i = 0; i < nq; i++) {
+            const float *qi = q + h * qh + i * ldq;
+            float *o = out + h * oh + i * ldo;
+            long limit = causal >= 0 ? (causal + i + 1 < nk ? causal + i + 1 : nk) : nk;
+            float top = -INFINITY;
+            for (long j = 0; j < limit; j++) {
+                p[j] = -INFINITY;
+                if (valid && !valid[j]) continue;
+                float s = 0;
+                for (long c = 0; c < hd; c++) s += assay_bf16_to_float(assay_bf16_round(qi[c])) * assay_bf16_to_float(assay_bf16_round(k[j * ldk + c]));
+                p[j] = s;
+                if (s > top) top = s;
+            }
+            for (long c = 0; c < hd; c++) o[c] = 0;
+            if (top == -INFINITY) continue;
+            float sum = 0;
+            for (long j = 0; j < limit; j++) {
+                p[j] = p[j] == -INFINITY ? 0 : expf(scale * (p[j] - top));
+                sum += p[j];
+            }
+            for (long j = 0; j < limit; j++) {
+                float pj = assay_bf16_to_float(assay_bf16_round(p[j] / sum));
+                if (pj == 0) continue;
+                for (long c = 0; c < hd; c++) o[c] += pj * assay_bf16_to_float(assay_bf16_round(v[j * ldv + c]));
+            }
+        }
+    }
+}
+
+/* Q4_1 block: f16 d, f16 m, 16 bytes (low nibbles weights 0–15, high 16–31); Q8_0: f16 d, 32 int8;
+   Q8_1 activations: f16 d, f16 s, 32 int8. */
+static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *x, const float *xs, long blocks, float *out) {
+    (void)level;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+        float s = 0;
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *blk = p + 20 * b, *qs = blk + 4;
+            const float *xb = x + 32 * b;
+            float t = 0;
+            for (int j = 0; j < 16; j++) t += (float)(qs[j] & 0x0F) * xb[j] + (float)(qs[j] >> 4) * xb[16 + j];
+            s += assay_half(blk) * t + assay_half(blk + 2) * xs[b];
+        }
+        out[r] = s;
+    }
+}
+
+static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *x, long blocks, float *out) {
+    (void)level;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+        float s = 0;
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *blk = p + 34 * b;
+            const int8_t *qs = (const int8_t *)(blk + 2);
+            float t = 0;
+            for (int j = 0; j < 32; j++) t += (float)qs[j] * x[32 * b + j];
+            s += assay_half(blk) * t;
+        }
+        out[r] = s;
+    }
+}
+
+static inline void assay_rows_q4_1_q8_1(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+    (void)level;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+        float s = 0;
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *blk = p + 20 * b, *act = (const uint8_t *)a + 36 * b;
+            const int8_t *aq = (const int8_t *)(act + 4);
+            int32_t dot = 0;
+            for (int j = 0; j < 16; j++) dot += (int32_t)(blk[4 + j] & 0x0F) * aq[j] + (int32_t)(blk[4 + j] >> 4) * aq[16 + j];
+            s += assay_half(blk) * assay_half(act) * (float)dot + assay_half(blk + 2) * assay_half(act + 2);
+        }
+        out[r] = s;
+    }
+}
+
+static inline void assay_rows_q8_0_q8_0(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+    (void)level;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+        float s = 0;
+        for (long b = 0; b < blocks; b++) {
+            const uint8_t *blk = p + 34 * b, *act = (const uint8_t *)a + 34 * b;
+            int32_t dot = 0;
+            for (int j = 0; j < 32; j++) dot += (int32_t)((const int8_t *)(blk + 2))[j] * ((const int8_t *)(act + 2))[j];
+            s += assay_half(blk) * assay_half(act) * (float)dot;
+        }
+        out[r] = s;
+    }
+}
+
+static inline void assay_dequant_rows(int level, int q4_1, const void *w, long rowBytes, long rows, long blocks, float *out) {
+    (void)level;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *src = (const uint8_t *)w + r * rowBytes;
+        float *dst = out + r * 32 * blocks;
+        for (long b = 0; b < blocks; b++) {
+            if (q4_1) {
+                const uint8_t *blk = src + 20 * b;
+                float d = assay_half(blk), m = assay_half(blk + 2);
+                for (int j = 0; j < 16; j++) {
+                    dst[32 * b + j] = fmaf(d, (float)(blk[4 + j] & 0x0F), m);
+                    dst[32 * b + 16 + j] = fmaf(d, (float)(blk[4 + j] >> 4), m);
+                }
+            } else {
+                const uint8_t *blk = src + 34 * b;
+                float d = assay_half(blk);
+                for (int j = 0; j < 32; j++) dst[32 * b + j] = d * (float)((const int8_t *)(blk + 2))[j];
+            }
+        }
+    }
+}
+
+#endif /* architecture */

@@ -83,13 +83,25 @@ public struct TextConfig: Sendable, Equatable {
                              ("vocab_size", vocabSize), ("head_dim", headDim)] where value <= 0 {
             throw ConfigError.invalidValue(file: file, key: key, reason: "must be positive, got \(value)")
         }
+        try ConfigLimits.check(hiddenSize, 1...ConfigLimits.hiddenSize, key: "hidden_size", file: file)
+        try ConfigLimits.check(intermediateSize, 1...ConfigLimits.intermediateSize, key: "intermediate_size", file: file)
+        try ConfigLimits.check(numLayers, 1...ConfigLimits.layers, key: "num_hidden_layers", file: file)
+        try ConfigLimits.check(numHeads, 1...ConfigLimits.heads, key: "num_attention_heads", file: file)
+        try ConfigLimits.check(numKVHeads, 1...numHeads, key: "num_key_value_heads", file: file)
+        try ConfigLimits.check(headDim, 1...ConfigLimits.headDim, key: "head_dim", file: file)
+        try ConfigLimits.check(vocabSize, 1...ConfigLimits.vocabulary, key: "vocab_size", file: file)
+        if let maxPositions { try ConfigLimits.check(maxPositions, 1...ConfigLimits.positions, key: "max_position_embeddings", file: file) }
+        try ConfigLimits.product([numHeads, headDim, hiddenSize], keys: "num_attention_heads × head_dim × hidden_size", file: file)
+        try ConfigLimits.product([vocabSize, hiddenSize], keys: "vocab_size × hidden_size", file: file)
+        try ConfigLimits.product([intermediateSize, hiddenSize, numLayers], keys: "intermediate_size × hidden_size × num_hidden_layers", file: file)
         guard numHeads % numKVHeads == 0 else {
             throw ConfigError.invalidValue(file: file, key: "num_key_value_heads", reason: "\(numHeads) heads are not a multiple of \(numKVHeads) KV heads")
         }
         guard headDim % 2 == 0 else {
             throw ConfigError.invalidValue(file: file, key: "head_dim", reason: "rotary embeddings need an even head size, got \(headDim)")
         }
-        guard mropeSection.count == 3, mropeSection.allSatisfy({ $0 >= 0 }), mropeSection.reduce(0, +) * 2 == headDim else {
+        // Each part is bounded before the sum, so the sum cannot overflow.
+        guard mropeSection.count == 3, mropeSection.allSatisfy({ (0...headDim).contains($0) }), mropeSection.reduce(0, +) * 2 == headDim else {
             throw ConfigError.invalidValue(file: file, key: "mrope_section", reason: "\(mropeSection) must have 3 parts summing to head_dim/2 = \(headDim / 2)")
         }
         guard rmsNormEps.isFinite, rmsNormEps >= 0 else {
@@ -165,6 +177,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var tieWordEmbeddings: Bool
 
     public static func load(path: String) throws -> ModelConfig {
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw ConfigError.unreadable(file: path, reason: "not a regular file")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError.unreadable(file: path, reason: "file not found or unreadable")
         }
@@ -303,13 +319,17 @@ struct RawConfig: Codable {
             if let b { return b }
             throw ConfigError.missingKey(file: file, key: key)
         }
-        let hidden = try req("hidden_size", t?.hidden_size, f?.hidden_size)
-        let heads = try req("num_attention_heads", t?.num_attention_heads, f?.num_attention_heads)
+        let hidden = try ConfigLimits.check(try req("hidden_size", t?.hidden_size, f?.hidden_size), 1...ConfigLimits.hiddenSize,
+                                            key: "hidden_size", file: file)
+        let heads = try ConfigLimits.check(try req("num_attention_heads", t?.num_attention_heads, f?.num_attention_heads),
+                                           1...ConfigLimits.heads, key: "num_attention_heads", file: file)
         let kvHeads = t?.num_key_value_heads ?? f?.num_key_value_heads ?? heads
         guard hidden > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0 else {
             throw ConfigError.invalidValue(file: file, key: "num_key_value_heads", reason: "\(heads) heads are not a multiple of \(kvHeads) KV heads")
         }
-        let headDim = t?.head_dim ?? f?.head_dim ?? hidden / heads
+        // Bounded here, before rope scaling builds head_dim/2 factors from it.
+        let headDim = try ConfigLimits.check(t?.head_dim ?? f?.head_dim ?? hidden / heads, 1...ConfigLimits.headDim,
+                                             key: "head_dim", file: file)
         // v5 keeps rope settings in rope_parameters; older files in rope_scaling + rope_theta.
         let rope = t?.rope_parameters ?? f?.rope_parameters ?? t?.rope_scaling ?? f?.rope_scaling
         let theta = rope?.rope_theta ?? t?.rope_theta ?? f?.rope_theta ?? (family.hasVision ? 1_000_000 : 10_000)
@@ -349,6 +369,7 @@ struct RawConfig: Codable {
                                bosTokenId: bos, tieWordEmbeddings: tied)
         }
         guard let v = vision_config else { throw ConfigError.missingKey(file: file, key: "vision_config") }
+        try Self.checkVision(v, file: file)
         let vision: VisionConfig
         switch family {
         case .qwen2VL:
@@ -375,6 +396,13 @@ struct RawConfig: Codable {
                 tokensPerSecond: v.tokens_per_second ?? 4, hiddenAct: v.hidden_act ?? "silu",
                 ropeTheta: v.rope_parameters?.rope_theta ?? 10000)
         }
+        try ConfigLimits.product([vision.hiddenSize, vision.intermediateSize, max(1, vision.depth)],
+                                 keys: "vision_config hidden × intermediate × depth", file: file)
+        try ConfigLimits.product([vision.patchSize, vision.patchSize, vision.temporalPatchSize, vision.inChannels, vision.hiddenSize],
+                                 keys: "vision_config patch embedding", file: file)
+        guard vision.tokensPerSecond.isFinite, vision.ropeTheta.isFinite, vision.ropeTheta > 0 else {
+            throw ConfigError.invalidValue(file: file, key: "vision_config.tokens_per_second", reason: "must be finite (and rope_theta positive)")
+        }
         guard vision.numHeads > 0, vision.hiddenSize % vision.numHeads == 0, (vision.hiddenSize / vision.numHeads) % 4 == 0 else {
             throw ConfigError.invalidValue(file: file, key: "vision_config.num_heads", reason: "vision head_dim must be a multiple of 4")
         }
@@ -392,6 +420,32 @@ struct RawConfig: Codable {
             visionStartTokenId: try req("vision_start_token_id", vision_start_token_id, t?.vision_start_token_id),
             visionEndTokenId: vision_end_token_id ?? t?.vision_end_token_id,
             eosTokenIds: eos, padTokenId: pad, bosTokenId: bos, tieWordEmbeddings: tied)
+    }
+
+    /// Every vision size in range before any is multiplied or used to size a tensor.
+    static func checkVision(_ v: RawVision, file: String) throws {
+        let sizes: [(String, Int?, Int)] = [
+            ("depth", v.depth, ConfigLimits.visionDepth), ("hidden_size", v.hidden_size, ConfigLimits.hiddenSize),
+            ("embed_dim", v.embed_dim, ConfigLimits.hiddenSize), ("num_heads", v.num_heads, ConfigLimits.heads),
+            ("intermediate_size", v.intermediate_size, ConfigLimits.intermediateSize),
+            ("out_hidden_size", v.out_hidden_size, ConfigLimits.hiddenSize), ("patch_size", v.patch_size, ConfigLimits.patchSize),
+            ("spatial_patch_size", v.spatial_patch_size, ConfigLimits.patchSize),
+            ("temporal_patch_size", v.temporal_patch_size, ConfigLimits.smallFactor),
+            ("spatial_merge_size", v.spatial_merge_size, ConfigLimits.smallFactor), ("in_chans", v.in_chans, ConfigLimits.smallFactor),
+            ("in_channels", v.in_channels, ConfigLimits.smallFactor), ("window_size", v.window_size, ConfigLimits.patchSize * 64),
+        ]
+        for (key, value, limit) in sizes {
+            guard let value else { continue }
+            // depth 0 is a tower of no blocks (tests use it); window 0 turns windowing off.
+            let lower = key == "depth" || key == "window_size" ? 0 : 1
+            try ConfigLimits.check(value, lower...limit, key: "vision_config.\(key)", file: file)
+        }
+        if let ratio = v.mlp_ratio, !(ratio.isFinite && ratio > 0 && ratio <= Double(ConfigLimits.smallFactor)) {
+            throw ConfigError.invalidValue(file: file, key: "vision_config.mlp_ratio", reason: "\(ratio) is not in (0, \(ConfigLimits.smallFactor)]")
+        }
+        for block in v.fullatt_block_indexes ?? [] {
+            try ConfigLimits.check(block, 0...ConfigLimits.visionDepth, key: "vision_config.fullatt_block_indexes", file: file)
+        }
     }
 
     /// The rotary scaling a config asks for, as per-pair divisors (nil: none). Unknown kinds are
@@ -458,6 +512,14 @@ public struct ProcessorConfig: Sendable, Equatable {
             if let s = obj["image_std"] as? [NSNumber], s.count == 3 { cfg.imageStd = s.map { $0.floatValue } }
             guard cfg.patchSize > 0, cfg.mergeSize > 0, cfg.temporalPatchSize > 0, cfg.minPixels > 0, cfg.maxPixels >= cfg.minPixels else {
                 throw ConfigError.invalidValue(file: path, key: "min_pixels/max_pixels/patch_size", reason: "must be positive with min ≤ max")
+            }
+            // The pixel budget sizes every image's patch tensor: capped before any image is resized.
+            try ConfigLimits.check(cfg.maxPixels, 1...ConfigLimits.pixels, key: "max_pixels", file: path)
+            try ConfigLimits.check(cfg.patchSize, 1...ConfigLimits.patchSize, key: "patch_size", file: path)
+            try ConfigLimits.check(cfg.temporalPatchSize, 1...ConfigLimits.smallFactor, key: "temporal_patch_size", file: path)
+            try ConfigLimits.check(cfg.mergeSize, 1...ConfigLimits.smallFactor, key: "merge_size", file: path)
+            guard (cfg.imageMean + cfg.imageStd).allSatisfy(\.isFinite), cfg.imageStd.allSatisfy({ $0 != 0 }) else {
+                throw ConfigError.invalidValue(file: path, key: "image_mean/image_std", reason: "must be finite with a non-zero std")
             }
             break
         }

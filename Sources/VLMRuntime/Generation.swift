@@ -162,11 +162,16 @@ public final class VLMModel: @unchecked Sendable {
 
     init(path: String, options: LoadOptions) throws {
         self.path = path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
             throw ModelLoadError.notACheckpoint(path: path, reason: "no such file or folder")
         }
-        if !isDir.boolValue {
+        // A FIFO, socket or device would block or stream forever when read.
+        let kind = info.st_mode & S_IFMT
+        guard kind == S_IFREG || kind == S_IFDIR else {
+            throw ModelLoadError.notACheckpoint(path: path, reason: "not a regular file or a folder")
+        }
+        if kind == S_IFREG {
             // A single file: GGUF is the one single-file format the runtime reads.
             let file = try GGUFFile(path: path)
             let config = try ModelConfig(gguf: file)
@@ -403,7 +408,9 @@ public final class VLMModel: @unchecked Sendable {
 
     /// Logits of the whole prompt (tests): [batch · length, vocab].
     public func promptLogits(_ batch: PromptBatch, trace: PromptTrace? = nil) throws -> [Float] {
-        let cache = decoder.makeCache(batch: batch.inputIds.count, capacity: batch.length)
+        let capacity = try decoder.checkCache(batch: batch.inputIds.count, prompt: batch.length, generate: 0,
+                                              maxPositions: config.text.maxPositions)
+        let cache = decoder.makeCache(batch: batch.inputIds.count, capacity: capacity)
         var stats = GenerationStats()
         let (hidden, _) = try prefill(batch, cache: cache, trace: trace, stats: &stats)
         return decoder.logits(hidden, rows: batch.inputIds.count * batch.length)
@@ -417,7 +424,8 @@ public final class VLMModel: @unchecked Sendable {
         let start = Date()
         let b = batch.inputIds.count, s = batch.length, v = config.text.vocabSize, h = config.text.hiddenSize
         let maxNew = max(0, parameters.maxNewTokens)
-        let cache = decoder.makeCache(batch: b, capacity: s + maxNew)
+        let capacity = try decoder.checkCache(batch: b, prompt: s, generate: maxNew, maxPositions: config.text.maxPositions)
+        let cache = decoder.makeCache(batch: b, capacity: capacity)
         let (hidden, next) = try prefill(batch, cache: cache, stats: &stats)
         var last = [Float](repeating: 0, count: b * h)
         for r in 0..<b { for j in 0..<h { last[r * h + j] = hidden[(r * s + s - 1) * h + j] } }

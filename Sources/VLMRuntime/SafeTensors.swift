@@ -60,7 +60,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else {
             throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno)))
         }
@@ -68,6 +69,9 @@ public final class MappedFile: @unchecked Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             throw SafeTensorsError.unreadable(file: path, reason: String(cString: strerror(errno)))
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SafeTensorsError.unreadable(file: path, reason: "not a regular file")
         }
         let size = Int(st.st_size)
         guard size >= 8 else {
@@ -178,6 +182,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw SafeTensorsError.byteCountMismatch(file: path, tensor: name, shape: shape, dtype: dtypeName, expected: expected, actual: end - begin)
             }
             entries[name] = TensorEntry(name: name, dtype: dtype, shape: shape, offset: dataStart + begin, byteCount: end - begin)
+        }
+        // Two tensors over the same bytes make writing one change the other (and hide a broken
+        // or hand-crafted header); the format's own validator refuses them too.
+        let ranges = entries.values.filter { $0.byteCount > 0 }.sorted { ($0.offset, $0.name) < ($1.offset, $1.name) }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where a.offset + a.byteCount > b.offset {
+            throw SafeTensorsError.badHeader(file: path, reason: "tensors '\(a.name)' and '\(b.name)' overlap in data_offsets")
         }
         self.entries = entries
         self.metadata = metadata

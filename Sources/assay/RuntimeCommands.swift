@@ -34,6 +34,10 @@ struct RuntimeLoadOptions: ParsableArguments {
 
     func loadOptions(minPixels: Int? = nil, maxPixels: Int? = nil, precision override: MatmulPrecision? = nil) throws -> LoadOptions {
         let precision = try override ?? matmulPrecision() ?? .float32
+        if precision == .bfloat16, !VLMModel.supportsBF16Matmul {
+            // The bf16 kernels need AVX512-BF16; without it the exact f32 path runs, and the user should know.
+            note("--precision bf16: this CPU has no AVX512-BF16, so prefill and vision run in f32 (exact, slower)")
+        }
         var quantization: WeightQuantization?
         if let quantize {
             guard let q = WeightQuantization(rawValue: quantize.lowercased()) else {
@@ -70,6 +74,7 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print {\"token_ids\", \"text\", \"prompt_tokens\", \"finish_reason\", \"images_dropped\"} as JSON.") var json = false
 
     func run() throws {
+        guard (1...10_000_000).contains(maxTokens) else { throw ValidationError("--max-tokens must be between 1 and 10000000") }
         let model = try VLMModel.load(path: modelPath, options: load.loadOptions(minPixels: minPixels, maxPixels: maxPixels))
         var parts: [ChatMessage.Part] = try image.map { .image(try ImageDecoder.loadRGB(path: $0)) }
         parts.append(.text(prompt))

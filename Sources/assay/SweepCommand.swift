@@ -57,6 +57,9 @@ struct SweepCommand: AsyncParsableCommand {
     @Option(help: "Draws per item.") var samples = 1
     @Option(help: "This machine's part, i/n (1-based); combine the databases with `assay merge`.") var shard: String?
     @Option(help: "Seconds one attempt may take.") var timeout: Double = 600
+    @Option(name: .customLong("allow-dir"),
+            help: "A folder (besides the dataset's own) that dataset image paths may point into; repeatable.")
+    var allowDir: [String] = []
     @Option(name: .customLong("max-attempts"), help: "Attempts per request, the first included.") var maxAttempts = 8
     @Flag(name: .customLong("no-reuse"), help: "Do not copy responses other runs stored under the same cache key.")
     var noReuse = false
@@ -77,7 +80,21 @@ struct SweepCommand: AsyncParsableCommand {
         guard frames >= 1 else { throw ValidationError("--frames must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
-        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard (1...100_000).contains(concurrency) else { throw ValidationError("--concurrency must be between 1 and 100000") }
+        guard timeout.isFinite, timeout > 0, timeout <= 86_400 else {
+            throw ValidationError("--timeout must be a number of seconds above 0 and at most 86400, not \(timeout)")
+        }
+        guard (1...1_000).contains(maxAttempts) else { throw ValidationError("--max-attempts must be between 1 and 1000") }
+        guard temperature.isFinite, temperature >= 0, topP.isFinite, topP > 0, topP <= 1 else {
+            throw ValidationError("--temperature must be a finite number ≥ 0 and --top-p in (0, 1]")
+        }
+        guard (1...10_000_000).contains(maxTokens) else {
+            throw ValidationError("--max-tokens must be between 1 and 10000000, not \(maxTokens)")
+        }
+        guard (1...100_000).contains(samples), (1...10_000).contains(frames) else {
+            throw ValidationError("--samples must be at most 100000 and --frames at most 10000")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
         if noJudge, judgeBaseURL != nil { throw ValidationError("--no-judge and --judge-base-url exclude each other") }
         // Everything that can be checked without the model is checked before it loads (minutes for a 7B).
         let parsedShard = try shard.map { text -> Shard in
@@ -171,7 +188,7 @@ struct SweepCommand: AsyncParsableCommand {
         if let threads { notes["threads"] = String(threads) }
         if !suiteOptions.suitesDirs.isEmpty { notes[RunRecord.suitesDirsNote] = RunRecord.encodeDirectories(suiteOptions.absoluteDirectories) }
         if noJudge { notes["judge"] = "off" }
-        let configuration = SweepConfiguration(
+        var configuration = SweepConfiguration(
             run: runName, suites: entries,
             params: params,
             // The backend limits each server to --concurrency; the sweep keeps enough requests for all of them.
@@ -179,6 +196,13 @@ struct SweepCommand: AsyncParsableCommand {
             samples: samples, limit: limit, shard: parsedShard,
             concurrency: kind == "local" ? 1 : concurrency * urls.count,
             reuseAcrossRuns: !noReuse, judge: judge, notes: notes, video: VideoSampling(frames: frames))
+        configuration.allowedImageDirectories = try allowDir.map { path in
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--allow-dir \(path) is not a folder")
+            }
+            return URL(fileURLWithPath: path)
+        }
 
         let bar = ProgressBar()
         let summary = try await Sweep(configuration: configuration, backend: model, store: try database.open(),

@@ -9,6 +9,7 @@ struct ItemBuilder {
     let scorer: any SuiteScorer
     let file: DatasetFile
     let images: ImageLoading
+    let access: ImageAccess
 
     static let letterColumns = (65...90).map { String(UnicodeScalar(UInt8($0))) }
     static let standardColumns: Set<String> = Set(
@@ -127,12 +128,28 @@ struct ItemBuilder {
         } else if let paths = try row.list("image_path") {
             let base = file.url.deletingLastPathComponent()
             for path in paths {
-                let url = path.hasPrefix("/") ? URL(fileURLWithPath: path) : base.appendingPathComponent(path)
-                guard let data = FileManager.default.contents(atPath: url.path) else {
-                    if case .hashOnly = images { continue }  // imports do not need the pictures
-                    throw DatasetError(file: row.file, line: row.line, "image file not found: \(url.path)")
+                let resolved: String
+                do {
+                    resolved = try access.resolve(path, datasetDirectory: base)
+                } catch let refusal as ImageAccess.Refusal {
+                    if case .hashOnly = images { continue }  // imports neither need nor send the pictures
+                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': \(refusal)")
                 }
-                add(data, origin: url.path)
+                guard let data = FileManager.default.contents(atPath: resolved) else {
+                    if case .hashOnly = images { continue }
+                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': image file unreadable: \(resolved)")
+                }
+                add(data, origin: resolved)
+            }
+        }
+        if case .keep = images {
+            // Only pictures leave for a model server: bytes that are not an image are refused here.
+            for (offset, data) in datas.enumerated() {
+                do {
+                    try access.check(data, name: refs[offset].origin)
+                } catch {
+                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': \(error)")
+                }
             }
         }
         return (refs, datas, all)

@@ -25,11 +25,15 @@ extension ModelConfig {
             return v
         }
         func optional(_ key: String) throws -> Int? { try m.int("\(arch).\(key)") }
-        let hidden = try required("embedding_length")
-        let heads = try required("attention.head_count")
-        guard heads > 0 else { throw ConfigError.invalidValue(file: name, key: "\(arch).attention.head_count", reason: "must be positive") }
-        let kvHeads = try optional("attention.head_count_kv") ?? heads
-        let headDim = try optional("attention.key_length") ?? hidden / heads
+        // Every size is bounded as it is read: a 416-byte GGUF with key_length −2 or 2×10⁹ used to
+        // trap or ask for gigabytes before TextConfig.validate ran.
+        func bounded(_ value: Int, _ key: String, _ limit: Int) throws -> Int {
+            try ConfigLimits.check(value, 1...limit, key: "\(arch).\(key)", file: name)
+        }
+        let hidden = try bounded(try required("embedding_length"), "embedding_length", ConfigLimits.hiddenSize)
+        let heads = try bounded(try required("attention.head_count"), "attention.head_count", ConfigLimits.heads)
+        let kvHeads = try bounded(try optional("attention.head_count_kv") ?? heads, "attention.head_count_kv", heads)
+        let headDim = try bounded(try optional("attention.key_length") ?? hidden / heads, "attention.key_length", ConfigLimits.headDim)
         if let valueLength = try optional("attention.value_length"), valueLength != headDim {
             throw ConfigError.invalidValue(file: name, key: "\(arch).attention.value_length",
                                            reason: "\(valueLength) differs from the key length \(headDim)")
@@ -46,12 +50,14 @@ extension ModelConfig {
         guard let vocab = try optional("vocab_size") ?? embedding?.rowCount else {
             throw ConfigError.missingKey(file: name, key: "\(arch).vocab_size")
         }
+        try ConfigLimits.check(vocab, 1...ConfigLimits.vocabulary, key: "\(arch).vocab_size", file: name)
         var text = TextConfig(
-            hiddenSize: hidden, intermediateSize: try required("feed_forward_length"), numLayers: try required("block_count"),
+            hiddenSize: hidden, intermediateSize: try bounded(try required("feed_forward_length"), "feed_forward_length", ConfigLimits.intermediateSize),
+            numLayers: try bounded(try required("block_count"), "block_count", ConfigLimits.layers),
             numHeads: heads, numKVHeads: kvHeads, headDim: headDim, rmsNormEps: eps, ropeTheta: theta,
             mropeSection: [max(0, headDim / 2), 0, 0], vocabSize: vocab,
             attentionBias: file.tensorInfo(named: "blk.0.attn_q.bias") != nil,
-            maxPositions: try optional("context_length"))
+            maxPositions: try optional("context_length").map { try bounded($0, "context_length", ConfigLimits.positions) })
         text.ropeFrequencyDivisors = try Self.ggufRopeDivisors(file, arch: arch, headDim: headDim)
         try text.validate(file: name)
 

@@ -23,7 +23,8 @@ public final class GGUFStorage: @unchecked Sendable {  // @unchecked: the bytes 
 
     /// Maps `path` read-only. A zero-length file yields zero bytes (the parser reports it).
     public init(mappingFileAt path: String) throws {
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else {
             throw GGUFError.cannotOpen(file: path, reason: String(cString: strerror(errno)))
         }

@@ -50,6 +50,11 @@ public struct ImageProcessor: Sendable {
             hb = Int((Double(height) * beta / f).rounded(.up)) * factor
             wb = Int((Double(width) * beta / f).rounded(.up)) * factor
         }
+        // A pixel budget from a hostile preprocessor config must not size a multi-GB patch tensor.
+        guard hb > 0, wb > 0, hb.multipliedReportingOverflow(by: wb).partialValue <= 2 * ConfigLimits.pixels,
+              hb <= ConfigLimits.pixels, wb <= ConfigLimits.pixels else {
+            throw ImageError.tooLarge(file: name, reason: "resized to \(wb)x\(hb), more than \(2 * ConfigLimits.pixels) pixels")
+        }
         return (hb, wb)
     }
 

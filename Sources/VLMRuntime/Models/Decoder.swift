@@ -36,6 +36,8 @@ public enum ModelInputError: Error, CustomStringConvertible, Equatable {
     case contextTooLong(tokens: Int, limit: Int)
     case emptyPrompt
     case missingImage(String)
+    /// The KV cache for this batch would need more memory than the machine has.
+    case cacheTooLarge(bytes: Int, available: Int)
 
     public var description: String {
         switch self {
@@ -44,6 +46,8 @@ public enum ModelInputError: Error, CustomStringConvertible, Equatable {
         case .contextTooLong(let t, let l): return "prompt plus generation needs \(t) positions, more than the model's \(l)"
         case .emptyPrompt: return "empty prompt"
         case .missingImage(let r): return "image not provided: \(r)"
+        case .cacheTooLarge(let b, let a):
+            return "the KV cache would need \(b / 1_048_576) MiB, more than the \(a / 1_048_576) MiB of memory this machine has"
         }
     }
 }
@@ -114,6 +118,26 @@ final class TransformerDecoder: @unchecked Sendable {
         var axis: [Int] = []
         for (a, n) in c.mropeSection.enumerated() { axis += Array(repeating: a, count: n) }
         pairAxis = axis
+    }
+
+    /// Checks a cache of `batch` rows of `prompt + generate` positions against the context and
+    /// the machine's memory before anything is allocated (`--max-tokens 10000000` used to reach
+    /// 7.5 GB before the context error).
+    func checkCache(batch: Int, prompt: Int, generate: Int, maxPositions: Int?) throws -> Int {
+        let (capacity, overflow) = prompt.addingReportingOverflow(max(0, generate))
+        let limit = maxPositions ?? ConfigLimits.positions
+        guard !overflow, capacity <= limit else {
+            throw ModelInputError.contextTooLong(tokens: overflow ? Int.max : capacity, limit: limit)
+        }
+        let available = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        var bytes = 2 * MemoryLayout<Float>.size  // keys and values
+        for factor in [layers.count, batch, capacity, config.numKVHeads * config.headDim] {
+            let (p, o) = bytes.multipliedReportingOverflow(by: factor)
+            guard !o else { throw ModelInputError.cacheTooLarge(bytes: Int.max, available: available) }
+            bytes = p
+        }
+        guard bytes <= available else { throw ModelInputError.cacheTooLarge(bytes: bytes, available: available) }
+        return capacity
     }
 
     func makeCache(batch: Int, capacity: Int) -> KVCache {
