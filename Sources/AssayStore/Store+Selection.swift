@@ -78,7 +78,7 @@ extension Store {
 
     public func criticJudgement(cacheKey: String) throws -> CriticJudgementRecord? {
         try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM critic_judgements WHERE cache_key = ?", arguments: [cacheKey])
+            try Row.fetchOne(db, sql: "SELECT *, \(Self.textBytesColumn) FROM critic_judgements WHERE cache_key = ?", arguments: [cacheKey])
                 .map(Self.criticJudgement)
         }
     }
@@ -94,7 +94,7 @@ extension Store {
                     INSERT INTO critic_judgements (cache_key, critic, task, suite_id, item_id, first_response_key,
                         second_response_key, text, status, error_kind, error_message, verdict, verdict_method, attempts,
                         prompt_tokens, completion_tokens, latency_seconds, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (cache_key) DO UPDATE SET
                         text = excluded.text, status = excluded.status, error_kind = excluded.error_kind,
                         error_message = excluded.error_message, verdict = excluded.verdict,
@@ -103,7 +103,8 @@ extension Store {
                         latency_seconds = excluded.latency_seconds, created_at = excluded.created_at
                     """,
                 arguments: [record.cacheKey, record.critic, record.task, record.suiteID, record.itemID, record.firstResponseKey,
-                            record.secondResponseKey, failed ? "" : r.text, r.status.rawValue, r.errorKind, r.errorMessage,
+                            record.secondResponseKey, Self.textBytes(failed ? "" : r.text), r.status.rawValue, r.errorKind,
+                            r.errorMessage.map { Redaction.userInfo(in: $0) },
                             failed ? nil : record.verdict, failed ? nil : record.verdictMethod, r.attempts,
                             r.promptTokens, r.completionTokens, r.latencySeconds, Self.now()])
         }
@@ -114,7 +115,7 @@ extension Store {
             cacheKey: row["cache_key"], critic: row["critic"], task: row["task"], suiteID: row["suite_id"], itemID: row["item_id"],
             firstResponseKey: row["first_response_key"], secondResponseKey: row["second_response_key"],
             response: ModelResponse(
-                text: row["text"], status: ResponseStatus(rawValue: row["status"]) ?? .error, errorKind: row["error_kind"],
+                text: fullText(row), status: ResponseStatus(rawValue: row["status"]) ?? .error, errorKind: row["error_kind"],
                 errorMessage: row["error_message"], promptTokens: row["prompt_tokens"], completionTokens: row["completion_tokens"],
                 latencySeconds: row["latency_seconds"], attempts: row["attempts"]),
             verdict: row["verdict"], verdictMethod: row["verdict_method"])

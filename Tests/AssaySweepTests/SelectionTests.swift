@@ -310,6 +310,21 @@ final class SelectionTests: XCTestCase {
         }
     }
 
+    func testCriticRepliesKeepTextAfterANULAndLoseURLPasswords() async throws {
+        let store = try Store(path: try Fixtures.temporaryDirectory(for: self).appendingPathComponent("n.sqlite").path)
+        func record(_ key: String, _ response: ModelResponse) -> CriticJudgementRecord {
+            CriticJudgementRecord(cacheKey: key, critic: "c", task: CriticPrompt.version, suiteID: "s", itemID: "i",
+                                  firstResponseKey: "a", secondResponseKey: "b", response: response, verdict: 2, verdictMethod: "boxed")
+        }
+        try await store.recordCriticJudgement(record("k", ModelResponse(text: "think\u{0}then \\boxed{2}")))
+        XCTAssertEqual(try store.criticJudgement(cacheKey: "k")?.response.text, "think\u{0}then \\boxed{2}")
+        try await store.recordCriticJudgement(record("e", .failure(kind: "connection", message: "POST http://user:secret@127.0.0.1:9/v1 failed",
+                                                                   attempts: 2)))
+        let failed = try XCTUnwrap(try store.criticJudgement(cacheKey: "e"))
+        XCTAssertFalse(failed.response.errorMessage?.contains("secret") ?? true, failed.response.errorMessage ?? "")
+        XCTAssertNil(failed.verdict)  // a failed call has no verdict, whatever was passed
+    }
+
     // MARK: - Rules and the report
 
     func testMatchRulesAndTheSeededBracket() {
