@@ -1,6 +1,7 @@
 # Assay: set-up, build and test on Debian (apt-get) or any machine that already has the libraries.
 
-DEBIAN_PACKAGES := libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev ffmpeg
+# python3-venv: the `openai`-client test of `assay serve` installs the client into a virtualenv under /tmp.
+DEBIAN_PACKAGES := libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev ffmpeg python3-venv
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 

@@ -3,7 +3,7 @@ import Foundation
 import VLMRuntime
 
 /// The embedded-runtime commands; the root command lists them among its subcommands.
-let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self]
+let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self, ServeCommand.self]
 
 /// Thrown for flag combinations the runtime cannot honour.
 struct RuntimeCommandError: Error, CustomStringConvertible {
