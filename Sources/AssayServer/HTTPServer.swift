@@ -1,3 +1,4 @@
+import AssayCore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -82,11 +83,16 @@ public final class HTTPServer: Sendable {
     public let port: Int
     private let channel: Channel
     private let group: MultiThreadedEventLoopGroup
+    private let replies: Locked<Int>
+
+    /// Requests received whose replies are not yet completely written (streams included).
+    public var repliesInProgress: Int { replies.snapshot }
 
     /// Binds and starts serving. `port` 0 picks a free port (read it from `port`).
     public static func start(host: String = "127.0.0.1", port: Int = 0, threads: Int = 1, limits: HTTPServerLimits = .none,
                              handler: @escaping Handler) async throws -> HTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let replies = Locked(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -94,24 +100,25 @@ public final class HTTPServer: Sendable {
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(RequestHandler(handler: handler, limits: limits))
+                    channel.pipeline.addHandler(RequestHandler(handler: handler, limits: limits, replies: replies))
                 }
             }
         do {
             let channel = try await bootstrap.bind(host: host, port: port).get()
             let bound = channel.localAddress?.port ?? port
-            return HTTPServer(host: host, port: bound, channel: channel, group: group)
+            return HTTPServer(host: host, port: bound, channel: channel, group: group, replies: replies)
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
     }
 
-    private init(host: String, port: Int, channel: Channel, group: MultiThreadedEventLoopGroup) {
+    private init(host: String, port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, replies: Locked<Int>) {
         self.host = host
         self.port = port
         self.channel = channel
         self.group = group
+        self.replies = replies
     }
 
     /// `http://host:port`.
@@ -138,6 +145,7 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let handler: HTTPServer.Handler
     private let limits: HTTPServerLimits
+    private let replies: Locked<Int>
     // Event-loop state.
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
@@ -149,9 +157,10 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var inFlight: Task<Void, Never>?
 
-    init(handler: @escaping HTTPServer.Handler, limits: HTTPServerLimits) {
+    init(handler: @escaping HTTPServer.Handler, limits: HTTPServerLimits, replies: Locked<Int>) {
         self.handler = handler
         self.limits = limits
+        self.replies = replies
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -222,6 +231,8 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             let handler = self.handler
             let loop = context.eventLoop
             let bound = NIOLoopBound(context, eventLoop: loop)
+            let replies = self.replies
+            replies.withLock { $0 += 1 }
             inFlight = Task {
                 let reply = await handler(request)
                 if case .stream(let status, let headers, let chunks, let onAbort) = reply {
@@ -230,6 +241,7 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
                 } else {
                     loop.execute { Self.write(reply, channel: channel, keepAlive: keepAlive, version: version) }
                 }
+                replies.withLock { $0 -= 1 }
                 loop.execute {
                     self.busy = false
                     self.inFlight = nil

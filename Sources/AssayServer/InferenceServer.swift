@@ -85,8 +85,8 @@ public final class InferenceServer: Sendable {
         router.refuseNew()
         await http.stopAccepting()
         await scheduler.drain()
-        // Let the last replies reach their sockets before the event loop goes away.
-        while router.inFlight > 0 { try? await Task.sleep(nanoseconds: 20_000_000) }
+        // Let the last replies, streams included, reach their sockets before the event loop goes away.
+        while router.inFlight > 0 || http.repliesInProgress > 0 { try? await Task.sleep(nanoseconds: 20_000_000) }
         await http.shutdown()
     }
 

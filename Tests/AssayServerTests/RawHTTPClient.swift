@@ -10,8 +10,8 @@ import Darwin
 /// what the server wrote back. Every call has a deadline; nothing here waits forever.
 struct RawHTTPClient {
     let port: Int
-    /// Seconds a read may wait for the server.
-    var timeout: Double = 20
+    /// Seconds a read may wait for the server (generous: CI machines run other work beside it).
+    var timeout: Double = 120
 
     /// A parsed response, or why the bytes were not one.
     struct Response {

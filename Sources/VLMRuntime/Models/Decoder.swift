@@ -185,6 +185,11 @@ final class TransformerDecoder: @unchecked Sendable {
         let kvDim = config.numKVHeads * config.headDim, qDim = config.numHeads * config.headDim
         for cache in caches { cache.valid[0][cache.length] = true }
         let scale = 1 / Float(config.headDim).squareRoot()
+        let c = config
+        let hd = c.headDim, heads = c.numHeads, kvHeads = c.numKVHeads, group = heads / kvHeads
+        // The split of each sequence's query groups is the one a batch of one uses (see
+        // `attention`), so the products are the same calls with the same arguments.
+        let parts = group > 1 && kvHeads < 2 * Kernels.cores ? 2 : 1
         let out = layers(input, positions: positions, rows: caches.count, rowPath: true, trace: nil) { li, q, k, v, _, attn in
             for (r, cache) in caches.enumerated() {
                 let start = cache.length
@@ -195,8 +200,27 @@ final class TransformerDecoder: @unchecked Sendable {
                         (vcb + start * kvDim).update(from: v + r * kvDim, count: kvDim)
                     }
                 }
-                attention(layer: li, queries: q + r * qDim, cache: cache, rows: 1, steps: 1, start: start, scale: scale,
-                          bf16: false, into: attn + r * qDim)
+            }
+            // One parallel job for every sequence's heads: a job per sequence would wait for the
+            // workers once per sequence and layer, which a busy machine makes expensive.
+            Kernels.parallel(caches.count * kvHeads * parts) { task in
+                let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                let members = Kernels.chunk(task % parts, of: parts, count: group)
+                guard !members.isEmpty else { return }
+                let cache = caches[r]
+                let total = cache.length + 1
+                // Concurrent reads of the caches; nothing writes them during the job.
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        cache.valid[0].withUnsafeBufferPointer { rowValid in
+                            guard let kb = kc.baseAddress, let vb = vc.baseAddress else { return }
+                            let first = (kh * group + members.lowerBound) * hd
+                            Kernels.blockAttention(q: q + r * qDim + first, ldq: hd, k: kb + kh * hd, ldk: kvDim, v: vb + kh * hd, ldv: kvDim,
+                                                   out: attn + r * qDim + first, ldo: hd, queries: members.count, keys: total,
+                                                   headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
+                        }
+                    }
+                }
             }
         }
         for cache in caches { cache.length += 1 }
