@@ -102,6 +102,8 @@ public final class InferenceServer: Sendable {
         let scheduler: GenerationScheduler
         let metrics: Locked<ServeMetrics>
 
+        static let routes: Set<String> = ["/health", "/metrics", "/v1/models", "/v1/chat/completions"]
+
         var inFlight: Int { metrics.withLock { $0.inFlight } }
         func refuseNew() { metrics.withLock { $0.draining = true } }
 
@@ -116,7 +118,9 @@ public final class InferenceServer: Sendable {
             }
             metrics.withLock { m in
                 m.inFlight -= 1
-                m.requests[RequestKey(path: request.path, status: status), default: 0] += 1
+                // Unknown paths share one label: a client must not be able to grow the metrics without bound.
+                let path = Self.routes.contains(request.path) ? request.path : "other"
+                m.requests[RequestKey(path: path, status: status), default: 0] += 1
                 if case .stream = reply {} else if request.path == "/v1/chat/completions" {
                     m.latency.observe(Date().timeIntervalSince(started))
                 }

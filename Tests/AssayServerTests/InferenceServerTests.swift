@@ -325,7 +325,7 @@ final class InferenceServerTests: XCTestCase {
                 XCTAssertTrue(text.contains(name), "missing \(name)")
             }
             XCTAssertTrue(text.contains(#"assay_requests_total{path="/v1/chat/completions",status="200"} 1"#), text)
-            XCTAssertTrue(text.contains(#"assay_requests_total{path="/nowhere",status="404"} 1"#), text)
+            XCTAssertTrue(text.contains(#"assay_requests_total{path="other",status="404"} 1"#), "unknown paths share one label: \(text)")
             XCTAssertTrue(text.contains("assay_completion_tokens_total 3"), text)
             // Every sample line is `name{labels} value` with a number.
             for line in text.split(separator: "\n") where !line.hasPrefix("#") {
