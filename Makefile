@@ -1,9 +1,10 @@
 # Assay: set-up, build and test on Debian (apt-get) or any machine that already has the libraries.
 
 # What building needs; the tests also need ffmpeg (video suites) and the arm64 C headers (the
-# shim's aarch64 compile check). The demo installs ffmpeg only when a video suite is asked for.
+# shim's aarch64 compile check) and python3-venv (the `openai`-client test of `assay serve`
+# installs the client into a virtualenv under /tmp). The demo installs ffmpeg only when a video suite is asked for.
 BUILD_PACKAGES := libopenblas-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
-TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg libc6-dev-arm64-cross
+TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg libc6-dev-arm64-cross python3-venv
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 

@@ -43,11 +43,11 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),
         // The OpenAI-compatible HTTP server (chat completions) in front of any responder: the test
-        // server with injected faults, `assay bench http`, and later `assay serve`.
+        // server with injected faults, `assay bench http`, and `assay serve` (the runtime with continuous batching).
         .target(
             name: "AssayServer",
             dependencies: [
-                "AssayCore", "AssayBackends",
+                "AssayCore", "AssayBackends", "VLMRuntime",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
@@ -92,6 +92,12 @@ let package = Package(
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
+        .testTarget(
+            name: "AssayServerTests",
+            dependencies: ["AssayServer", "AssayBackends", "AssaySuites", "AssayCore", "VLMRuntime", "AssayTestSupport",
+                           .product(name: "NIOCore", package: "swift-nio")],
+            // Python/ holds the script the openai-client test runs.
+            exclude: ["Python"]),
         .testTarget(name: "AssayCLITests", dependencies: ["assay", "AssayTestSupport"]),
     ]
 )

@@ -141,7 +141,13 @@ public final class EmbeddedBackend: ModelBackend, @unchecked Sendable {
     /// The draw's seed: the request seed (0 without one) mixed with the sample index, so the
     /// `--samples N` draws differ from each other and each is reproducible.
     static func seed(for request: GenerationRequest) -> UInt64 {
-        var z = (request.params.seed ?? 0) &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(request.sampleIndex + 1)
+        seed(request.params.seed, sample: request.sampleIndex)
+    }
+
+    /// The seed of draw `sample` of a request seeded with `seed`; `assay serve` seeds choice i of
+    /// a request the same way, so its choices are the embedded backend's samples.
+    public static func seed(_ seed: UInt64?, sample: Int) -> UInt64 {
+        var z = (seed ?? 0) &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(sample + 1)
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)

@@ -1,3 +1,4 @@
+import AssayCore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -45,6 +46,9 @@ public enum HTTPServerReply: Sendable {
     /// A 200 with `Transfer-Encoding: chunked`: the first `bytes` of the body as one chunk, then
     /// close without the terminating chunk.
     case truncatedChunked(status: Int, headers: [(String, String)], body: Data, bytes: Int)
+    /// A body written piece by piece as `chunks` yields them (chunked transfer encoding: server-
+    /// sent events). `onAbort` runs when the client goes away before the stream ends.
+    case stream(status: Int, headers: [(String, String)], chunks: AsyncStream<Data>, onAbort: @Sendable () -> Void)
 
     public static func json(_ status: Int, _ body: Data, headers: [(String, String)] = []) -> HTTPServerReply {
         .response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
@@ -53,6 +57,31 @@ public enum HTTPServerReply: Sendable {
     public static func text(_ status: Int, _ text: String) -> HTTPServerReply {
         .response(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Data(text.utf8))
     }
+}
+
+/// What a connection may send before the server gives up on it. The defaults impose nothing,
+/// which is what the fault-injecting test server wants; `assay serve` sets all three.
+public struct HTTPServerLimits: Sendable {
+    /// Largest request body; a larger one is answered with `tooLarge` and the connection closed.
+    public var maxBodyBytes: Int?
+    /// Longest time a request may take to arrive, head and body (slow clients): after it the
+    /// server answers 408 if a request had begun, and closes the connection.
+    public var requestTimeout: TimeAmount?
+    /// Longest time an idle keep-alive connection is kept open.
+    public var idleTimeout: TimeAmount?
+    /// The answer to a body over `maxBodyBytes`.
+    public var tooLarge: HTTPServerReply
+
+    public init(maxBodyBytes: Int? = nil, requestTimeout: TimeAmount? = nil, idleTimeout: TimeAmount? = nil,
+                tooLarge: HTTPServerReply = .text(413, "request body too large")) {
+        self.maxBodyBytes = maxBodyBytes
+        self.requestTimeout = requestTimeout
+        self.idleTimeout = idleTimeout
+        self.tooLarge = tooLarge
+    }
+
+    /// Nothing limited.
+    public static let none = HTTPServerLimits()
 }
 
 /// A small HTTP/1.1 server on SwiftNIO: keep-alive, pipelining handled by NIO, one async handler
@@ -65,10 +94,16 @@ public final class HTTPServer: Sendable {
     public let port: Int
     private let channel: Channel
     private let group: MultiThreadedEventLoopGroup
+    private let replies: Locked<Int>
+
+    /// Requests received whose replies are not yet completely written (streams included).
+    public var repliesInProgress: Int { replies.snapshot }
 
     /// Binds and starts serving. `port` 0 picks a free port (read it from `port`).
-    public static func start(host: String = "127.0.0.1", port: Int = 0, threads: Int = 1, handler: @escaping Handler) async throws -> HTTPServer {
+    public static func start(host: String = "127.0.0.1", port: Int = 0, threads: Int = 1, limits: HTTPServerLimits = .none,
+                             handler: @escaping Handler) async throws -> HTTPServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let replies = Locked(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -76,28 +111,34 @@ public final class HTTPServer: Sendable {
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(RequestHandler(handler: handler))
+                    channel.pipeline.addHandler(RequestHandler(handler: handler, limits: limits, replies: replies))
                 }
             }
         do {
             let channel = try await bootstrap.bind(host: host, port: port).get()
             let bound = channel.localAddress?.port ?? port
-            return HTTPServer(host: host, port: bound, channel: channel, group: group)
+            return HTTPServer(host: host, port: bound, channel: channel, group: group, replies: replies)
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
     }
 
-    private init(host: String, port: Int, channel: Channel, group: MultiThreadedEventLoopGroup) {
+    private init(host: String, port: Int, channel: Channel, group: MultiThreadedEventLoopGroup, replies: Locked<Int>) {
         self.host = host
         self.port = port
         self.channel = channel
         self.group = group
+        self.replies = replies
     }
 
     /// `http://host:port`.
     public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Stops accepting new connections; open ones carry on (graceful shutdown, SIGTERM).
+    public func stopAccepting() async {
+        try? await channel.close()
+    }
 
     /// Stops accepting, closes open connections (hung ones included) and releases the threads.
     public func shutdown() async {
@@ -106,17 +147,57 @@ public final class HTTPServer: Sendable {
     }
 }
 
-/// Collects a request, runs the handler off the event loop, writes the reply back on it.
+/// Collects a request, runs the handler off the event loop, writes the reply back on it. It
+/// enforces the connection's limits, and cancels the handler's task when the client goes away,
+/// so work done for a vanished client stops.
 private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let handler: HTTPServer.Handler
+    private let limits: HTTPServerLimits
+    private let replies: Locked<Int>
+    // Event-loop state.
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
+    private var bodyBytes = 0
+    /// The rest of this request is ignored: it was refused (too large) and the connection closes.
+    private var refused = false
+    /// A reply is being produced or written; no timer runs meanwhile.
+    private var busy = false
+    private var timer: Scheduled<Void>?
+    private var inFlight: Task<Void, Never>?
 
-    init(handler: @escaping HTTPServer.Handler) {
+    init(handler: @escaping HTTPServer.Handler, limits: HTTPServerLimits, replies: Locked<Int>) {
         self.handler = handler
+        self.limits = limits
+        self.replies = replies
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armTimer(context: context, timeout: limits.requestTimeout ?? limits.idleTimeout)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        inFlight?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func armTimer(context: ChannelHandlerContext, timeout: TimeAmount?) {
+        timer?.cancel()
+        timer = nil
+        guard let timeout else { return }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self, !self.busy else { return }
+            if self.head != nil {
+                Self.write(.text(408, "request timed out"), channel: bound.value.channel, keepAlive: false, version: .http1_1)
+            } else {
+                bound.value.close(promise: nil)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -124,7 +205,21 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let head):
             self.head = head
             body = nil
+            bodyBytes = 0
+            if head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding") {
+                // A request has begun: it gets the request timeout, not the idle one.
+                armTimer(context: context, timeout: limits.requestTimeout)
+            }
+            if let max = limits.maxBodyBytes, let declared = head.headers.first(name: "content-length").flatMap(Int.init), declared > max {
+                refuse(context: context)
+            }
         case .body(var chunk):
+            guard !refused else { return }
+            bodyBytes += chunk.readableBytes
+            if let max = limits.maxBodyBytes, bodyBytes > max {
+                body = nil
+                return refuse(context: context)
+            }
             if var collected = body {
                 collected.writeBuffer(&chunk)
                 body = collected
@@ -132,8 +227,10 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
                 body = chunk
             }
         case .end:
-            guard let head else { return }
+            guard let head, !refused else { return }
             self.head = nil
+            timer?.cancel()
+            busy = true
             var headers: [String: String] = [:]
             for (name, value) in head.headers { headers[name.lowercased()] = value }
             let bytes = body.map { Data($0.readableBytesView) } ?? Data()
@@ -143,21 +240,51 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             let version = head.version
             let channel = context.channel
             let handler = self.handler
-            Task {
+            let loop = context.eventLoop
+            let bound = NIOLoopBound(context, eventLoop: loop)
+            let replies = self.replies
+            replies.withLock { $0 += 1 }
+            inFlight = Task {
                 let reply = await handler(request)
-                channel.eventLoop.execute {
-                    Self.write(reply, channel: channel, keepAlive: keepAlive, version: version)
+                if case .stream(let status, let headers, let chunks, let onAbort) = reply {
+                    await Self.stream(status: status, headers: headers, chunks: chunks, onAbort: onAbort, channel: channel,
+                                      keepAlive: keepAlive, version: version)
+                } else {
+                    loop.execute { Self.write(reply, channel: channel, keepAlive: keepAlive, version: version) }
+                }
+                replies.withLock { $0 -= 1 }
+                loop.execute {
+                    self.busy = false
+                    self.inFlight = nil
+                    if keepAlive { self.armTimer(context: bound.value, timeout: self.limits.idleTimeout) }
                 }
             }
         }
     }
 
+    /// Answers a too-large request at once and closes the connection.
+    private func refuse(context: ChannelHandlerContext) {
+        refused = true
+        busy = true
+        timer?.cancel()
+        Self.write(limits.tooLarge, channel: context.channel, keepAlive: false, version: head?.version ?? .http1_1)
+    }
+
+    private static func responseHead(_ status: Int, _ headers: [(String, String)], length: Int?, keepAlive: Bool,
+                                     version: HTTPVersion) -> HTTPResponseHead {
+        var fields = HTTPHeaders(headers)
+        if let length {
+            fields.replaceOrAdd(name: "Content-Length", value: String(length))
+        } else {
+            fields.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+        }
+        fields.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: fields)
+    }
+
     private static func write(_ reply: HTTPServerReply, channel: Channel, keepAlive: Bool, version: HTTPVersion) {
         func head(_ status: Int, _ headers: [(String, String)], length: Int) -> HTTPResponseHead {
-            var fields = HTTPHeaders(headers)
-            fields.replaceOrAdd(name: "Content-Length", value: String(length))
-            fields.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-            return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: fields)
+            responseHead(status, headers, length: length, keepAlive: keepAlive, version: version)
         }
         switch reply {
         case .hang:
@@ -193,6 +320,34 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             var buffer = channel.allocator.buffer(capacity: bytes)
             buffer.writeBytes(body.prefix(max(0, bytes)))
             channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).whenComplete { _ in channel.close(promise: nil) }
+        case .stream(_, _, _, let onAbort):
+            // Streams are written by `stream(…)`; one reaching here has nowhere to go.
+            onAbort()
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Writes a streamed reply, waiting for each piece to be written (a slow reader slows the
+    /// stream instead of filling memory); a failed write means the client left.
+    private static func stream(status: Int, headers: [(String, String)], chunks: AsyncStream<Data>, onAbort: @Sendable () -> Void,
+                               channel: Channel, keepAlive: Bool, version: HTTPVersion) async {
+        let head = responseHead(status, headers, length: nil, keepAlive: keepAlive, version: version)
+        do {
+            try await channel.writeAndFlush(HTTPServerResponsePart.head(head)).get()
+            for await chunk in chunks {
+                var buffer = channel.allocator.buffer(capacity: chunk.count)
+                buffer.writeBytes(chunk)
+                try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer))).get()
+            }
+            if Task.isCancelled {
+                onAbort()
+                return
+            }
+            try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+            if !keepAlive { try? await channel.close() }
+        } catch {
+            onAbort()
+            try? await channel.close()
         }
     }
 

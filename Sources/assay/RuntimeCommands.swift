@@ -3,7 +3,7 @@ import Foundation
 import VLMRuntime
 
 /// The embedded-runtime commands; the root command lists them among its subcommands.
-let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self]
+let runtimeCommands: [any ParsableCommand.Type] = [GenerateCommand.self, ModelCommand.self, BenchCommand.self, ServeCommand.self]
 
 /// Limits the embedded runtime's worker threads (`sweep --threads`); call before a model loads.
 func requestRuntimeThreads(_ count: Int) { RuntimeThreads.request(count) }

@@ -27,6 +27,19 @@ final class KVCache {
         values = keys
         valid = Array(repeating: [Bool](repeating: false, count: capacity), count: batch)
     }
+
+    private init(copying other: KVCache) {
+        batch = other.batch
+        capacity = other.capacity
+        kvDim = other.kvDim
+        keys = other.keys
+        values = other.values
+        valid = other.valid
+        length = other.length
+    }
+
+    /// An independent copy: several samples of one prompt continue from one prefill.
+    func copy() -> KVCache { KVCache(copying: self) }
 }
 
 /// Why a forward pass could not run on the given input.
@@ -164,12 +177,88 @@ final class TransformerDecoder: @unchecked Sendable {
     /// - mask: [batch · steps], false for padding
     /// Returns the final-norm hidden states [batch · steps, hidden].
     func forward(_ input: [Float], positions: [[Int]], mask: [Bool], steps: Int, cache: KVCache, trace: DecoderTrace? = nil) -> [Float] {
-        let c = config
-        let b = cache.batch, rows = b * steps
-        let hd = c.headDim, half = hd / 2
-        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd
+        let b = cache.batch, kvDim = config.numKVHeads * config.headDim
         let start = cache.length
         for r in 0..<b { for s in 0..<steps { cache.valid[r][start + s] = mask[r * steps + s] } }
+        let scale = 1 / Float(config.headDim).squareRoot()
+        let out = layers(input, positions: positions, rows: b * steps, rowPath: false, trace: trace) { li, q, k, v, bf16, attn in
+            cache.keys[li].withUnsafeMutableBufferPointer { kc in
+                cache.values[li].withUnsafeMutableBufferPointer { vc in
+                    guard let kcb = kc.baseAddress, let vcb = vc.baseAddress else { return }
+                    for r in 0..<b {
+                        // A row's new steps are contiguous in both the projections and the cache.
+                        let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
+                        (kcb + dst).update(from: k + src, count: steps * kvDim)
+                        (vcb + dst).update(from: v + src, count: steps * kvDim)
+                    }
+                }
+            }
+            attention(layer: li, queries: q, cache: cache, rows: b, steps: steps, start: start, scale: scale, bf16: bf16, into: attn)
+        }
+        cache.length += steps
+        return out
+    }
+
+    /// One decode step for sequences that each own a single-row cache of its own length
+    /// (continuous batching): the projections and the MLP run over all rows at once, on the
+    /// per-row (decode) kernels whatever the row count, and attention runs per sequence against
+    /// its own cache exactly as a batch of one would. A sequence's numbers are therefore the
+    /// same as when it is generated alone.
+    /// - tokens' embeddings: x [caches.count, hidden]; positions: [3][caches.count]
+    func decodeStep(_ input: [Float], positions: [[Int]], caches: [KVCache]) -> [Float] {
+        let kvDim = config.numKVHeads * config.headDim, qDim = config.numHeads * config.headDim
+        for cache in caches { cache.valid[0][cache.length] = true }
+        let scale = 1 / Float(config.headDim).squareRoot()
+        let c = config
+        let hd = c.headDim, heads = c.numHeads, kvHeads = c.numKVHeads, group = heads / kvHeads
+        // The split of each sequence's query groups is the one a batch of one uses (see
+        // `attention`), so the products are the same calls with the same arguments.
+        let parts = group > 1 && kvHeads < 2 * Kernels.cores ? 2 : 1
+        let out = layers(input, positions: positions, rows: caches.count, rowPath: true, trace: nil) { li, q, k, v, _, attn in
+            for (r, cache) in caches.enumerated() {
+                let start = cache.length
+                cache.keys[li].withUnsafeMutableBufferPointer { kc in
+                    cache.values[li].withUnsafeMutableBufferPointer { vc in
+                        guard let kcb = kc.baseAddress, let vcb = vc.baseAddress else { return }
+                        (kcb + start * kvDim).update(from: k + r * kvDim, count: kvDim)
+                        (vcb + start * kvDim).update(from: v + r * kvDim, count: kvDim)
+                    }
+                }
+            }
+            // One parallel job for every sequence's heads: a job per sequence would wait for the
+            // workers once per sequence and layer, which a busy machine makes expensive.
+            Kernels.parallel(caches.count * kvHeads * parts) { task in
+                let r = task / (kvHeads * parts), kh = (task / parts) % kvHeads
+                let members = Kernels.chunk(task % parts, of: parts, count: group)
+                guard !members.isEmpty else { return }
+                let cache = caches[r]
+                let total = cache.length + 1
+                // Concurrent reads of the caches; nothing writes them during the job.
+                cache.keys[li].withUnsafeBufferPointer { kc in
+                    cache.values[li].withUnsafeBufferPointer { vc in
+                        cache.valid[0].withUnsafeBufferPointer { rowValid in
+                            guard let kb = kc.baseAddress, let vb = vc.baseAddress else { return }
+                            let first = (kh * group + members.lowerBound) * hd
+                            Kernels.blockAttention(q: q + r * qDim + first, ldq: hd, k: kb + kh * hd, ldk: kvDim, v: vb + kh * hd, ldv: kvDim,
+                                                   out: attn + r * qDim + first, ldo: hd, queries: members.count, keys: total,
+                                                   headDim: hd, scale: scale, keyValid: rowValid.baseAddress)
+                        }
+                    }
+                }
+            }
+        }
+        for cache in caches { cache.length += 1 }
+        return out
+    }
+
+    /// The layer stack over `rows` input rows. `attend(layer, q, k, v, bf16, out)` stores the
+    /// layer's keys and values in the cache(s) and writes the attention output; `rowPath` keeps
+    /// the projections on the per-row kernels at any row count (decode of many sequences).
+    private func layers(_ input: [Float], positions: [[Int]], rows: Int, rowPath: Bool, trace: DecoderTrace?,
+                        attend: (Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, Bool, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+        let c = config
+        let hd = c.headDim, half = hd / 2
+        let heads = c.numHeads, kvHeads = c.numKVHeads, kvDim = kvHeads * hd
 
         // RoPE: pair j turns by pos[axis(j)] · inv_freq[j].
         var cosT = [Float](repeating: 0, count: rows * half), sinT = cosT
@@ -180,7 +269,6 @@ final class TransformerDecoder: @unchecked Sendable {
                 sinT[i * half + j] = sinf(a)
             }
         }
-        let scale = 1 / Float(hd).squareRoot()
         let mode = activations
 
         // Every layer runs in one workspace: its buffers are taken once per forward pass.
@@ -191,7 +279,7 @@ final class TransformerDecoder: @unchecked Sendable {
         let g = work.floats(rows * inter), u = work.floats(rows * inter)
         // bf16 rows for the bf16 GEMM (bf16 weights loaded for bf16 matmuls, prefill-sized inputs):
         // one of the widest input (hidden or attention output), one of the MLP's intermediate width.
-        let bf16 = layers.contains { $0.q.takesBF16(rows: rows) }
+        let bf16 = !rowPath && layers.contains { $0.q.takesBF16(rows: rows) }
         let aB = bf16 ? work.bf16(rows: rows, cols: max(c.hiddenSize, qDim)) : nil
         let gB = bf16 ? work.bf16(rows: rows, cols: inter) : nil
         let hB = aB.map { BF16Rows(reusing: $0, rows: rows, cols: c.hiddenSize) }
@@ -202,7 +290,7 @@ final class TransformerDecoder: @unchecked Sendable {
             guard let xb = xp.baseAddress else { return }
             for (li, layer) in layers.enumerated() {
                 Kernels.rmsNorm(xb, rows: rows, weight: layer.inputNorm, eps: c.rmsNormEps, into: xn)
-                Linear.project([layer.q, layer.k, layer.v], xn, bf16: hB, rows: rows, outs: [q, k, v], activations: mode)
+                Linear.project([layer.q, layer.k, layer.v], xn, bf16: hB, rows: rows, outs: [q, k, v], activations: mode, rowPath: rowPath)
                 // RoPE on q and k, rows split over the cores.
                 cosT.withUnsafeBufferPointer { cp in
                     sinT.withUnsafeBufferPointer { sp in
@@ -217,35 +305,22 @@ final class TransformerDecoder: @unchecked Sendable {
                         }
                     }
                 }
-                cache.keys[li].withUnsafeMutableBufferPointer { kc in
-                    cache.values[li].withUnsafeMutableBufferPointer { vc in
-                        guard let kcb = kc.baseAddress, let vcb = vc.baseAddress else { return }
-                        for r in 0..<b {
-                            // A row's new steps are contiguous in both the projections and the cache.
-                            let dst = (r * cache.capacity + start) * kvDim, src = r * steps * kvDim
-                            (kcb + dst).update(from: k + src, count: steps * kvDim)
-                            (vcb + dst).update(from: v + src, count: steps * kvDim)
-                        }
-                    }
-                }
-                attention(layer: li, queries: q, cache: cache, rows: b, steps: steps, start: start, scale: scale,
-                          bf16: layer.q.takesBF16(rows: rows), into: attn)
-                let attnB = layer.o.takesBF16(rows: rows) ? oB : nil
+                attend(li, q, k, v, !rowPath && layer.q.takesBF16(rows: rows), attn)
+                let attnB = !rowPath && layer.o.takesBF16(rows: rows) ? oB : nil
                 attnB?.fill(attn)
-                layer.o.addProjection(attn, bf16: attnB, rows: rows, into: xb, scratch: scratch, activations: mode)
+                layer.o.addProjection(attn, bf16: attnB, rows: rows, into: xb, scratch: scratch, activations: mode, rowPath: rowPath)
                 Kernels.rmsNorm(xb, rows: rows, weight: layer.postNorm, eps: c.rmsNormEps, into: xn)
-                Linear.project([layer.gate, layer.up], xn, bf16: hB, rows: rows, outs: [g, u], activations: mode)
-                if layer.down.takesBF16(rows: rows), let gB {
+                Linear.project([layer.gate, layer.up], xn, bf16: hB, rows: rows, outs: [g, u], activations: mode, rowPath: rowPath)
+                if !rowPath, layer.down.takesBF16(rows: rows), let gB {
                     Kernels.swiGLU(g, u, into: gB)
                     layer.down.addProjection(g, bf16: gB, rows: rows, into: xb, scratch: scratch, activations: mode)
                 } else {
                     Kernels.swiGLU(g, u, rows * inter)
-                    layer.down.addProjection(g, bf16: nil, rows: rows, into: xb, scratch: scratch, activations: mode)
+                    layer.down.addProjection(g, bf16: nil, rows: rows, into: xb, scratch: scratch, activations: mode, rowPath: rowPath)
                 }
                 if let trace { trace.stages["layer_\(li)"] = Array(UnsafeBufferPointer(start: xb, count: rows * c.hiddenSize)) }
             }
         }
-        cache.length += steps
         let out = Kernels.rmsNorm(x, rows: rows, weight: norm, eps: c.rmsNormEps)
         trace?.stages["final_norm"] = out
         return out
@@ -326,7 +401,7 @@ final class TransformerDecoder: @unchecked Sendable {
     }
 
     /// Logits [rows, vocab] of final-norm hidden rows.
-    func logits(_ hidden: [Float], rows: Int) -> [Float] {
-        Linear(weight: lmHead, bias: nil)(hidden, rows: rows, activations: activations)
+    func logits(_ hidden: [Float], rows: Int, rowPath: Bool = false) -> [Float] {
+        Linear(weight: lmHead, bias: nil)(hidden, rows: rows, activations: activations, rowPath: rowPath)
     }
 }

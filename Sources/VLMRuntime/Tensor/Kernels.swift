@@ -83,10 +83,11 @@ enum Kernels {
     // MARK: - Matrix products
 
     /// out[m, W.rows] = x[m, W.cols] · Wᵀ (+ bias).
-    static func linear(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, bias: [Float]?, out: UnsafeMutablePointer<Float>) {
+    static func linear(_ x: UnsafePointer<Float>, rows m: Int, weight w: WeightMatrix, bias: [Float]?, out: UnsafeMutablePointer<Float>,
+                       rowPath: Bool = false) {
         let n = w.rows, k = w.cols
         guard m > 0, n > 0 else { return }
-        if m >= gemmThreshold {
+        if m >= gemmThreshold && !rowPath {
             gemm(x, rows: m, weight: w, out: out)
         } else {
             gemv(x, rows: m, weight: w, out: out)

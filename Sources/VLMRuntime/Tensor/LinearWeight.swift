@@ -52,14 +52,16 @@ enum LinearWeight: @unchecked Sendable {  // @unchecked: both payloads are immut
     }
 
     /// out[m, rows] = x[m, cols] · Wᵀ. `activations` picks how quantised weights treat few-row
-    /// (decode) inputs; prefill-sized inputs always take the exact fp32 sgemm path.
-    func apply(_ x: UnsafePointer<Float>, rows m: Int, out: UnsafeMutablePointer<Float>, activations: ActivationMode) {
+    /// (decode) inputs; prefill-sized inputs always take the exact fp32 sgemm path, unless
+    /// `rowPath` keeps every row on the decode kernels (many sequences decoding together, whose
+    /// numbers must not depend on how many there are).
+    func apply(_ x: UnsafePointer<Float>, rows m: Int, out: UnsafeMutablePointer<Float>, activations: ActivationMode, rowPath: Bool = false) {
         guard m > 0, rows > 0 else { return }
         switch self {
         case .dense(let w):
-            Kernels.linear(x, rows: m, weight: w, bias: nil, out: out)
+            Kernels.linear(x, rows: m, weight: w, bias: nil, out: out, rowPath: rowPath)
         case .quantized(let q):
-            if m >= Kernels.gemmThreshold {
+            if m >= Kernels.gemmThreshold && !rowPath {
                 try? q.matmul(UnsafeBufferPointer(start: x, count: m * q.columns), count: m,  // invariant: the decoder sizes x as m·cols
                               into: UnsafeMutableBufferPointer(start: out, count: m * q.rows))  // and out as m·rows, the only checks matmul makes
             } else {
@@ -75,11 +77,11 @@ extension LinearWeight {
     /// with quantised weights of one type share one activation preparation and one parallel job;
     /// anything else runs weight by weight.
     static func apply(_ weights: [LinearWeight], _ x: UnsafePointer<Float>, rows m: Int, outs: [UnsafeMutablePointer<Float>],
-                      activations: ActivationMode) {
-        guard m > 0, m < Kernels.gemmThreshold, let first = weights.first, case .quantized(let q0) = first,
+                      activations: ActivationMode, rowPath: Bool = false) {
+        guard m > 0, m < Kernels.gemmThreshold || rowPath, let first = weights.first, case .quantized(let q0) = first,
               weights.allSatisfy({ if case .quantized(let q) = $0 { return q.type == q0.type && q.columns == q0.columns } else { return false } })
         else {
-            for (w, out) in zip(weights, outs) { w.apply(x, rows: m, out: out, activations: activations) }
+            for (w, out) in zip(weights, outs) { w.apply(x, rows: m, out: out, activations: activations, rowPath: rowPath) }
             return
         }
         var jobs: [QuantizedMatrix.RowJob] = []
@@ -115,20 +117,21 @@ struct Linear: @unchecked Sendable {
     }
 
     /// y[m, out] = x[m, in] · Wᵀ + b.
-    func callAsFunction(_ x: [Float], rows m: Int, activations: ActivationMode = .float32) -> [Float] {
+    func callAsFunction(_ x: [Float], rows m: Int, activations: ActivationMode = .float32, rowPath: Bool = false) -> [Float] {
         var y = [Float](repeating: 0, count: m * outFeatures)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 guard let xb = xp.baseAddress, let yb = yp.baseAddress else { return }
-                apply(xb, rows: m, out: yb, activations: activations)
+                apply(xb, rows: m, out: yb, activations: activations, rowPath: rowPath)
             }
         }
         return y
     }
 
     /// `callAsFunction` into caller-owned memory.
-    func apply(_ x: UnsafePointer<Float>, rows m: Int, out: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32) {
-        weight.apply(x, rows: m, out: out, activations: activations)
+    func apply(_ x: UnsafePointer<Float>, rows m: Int, out: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32,
+               rowPath: Bool = false) {
+        weight.apply(x, rows: m, out: out, activations: activations, rowPath: rowPath)
         guard let bias, m > 0 else { return }
         bias.withUnsafeBufferPointer { b in
             guard let bb = b.baseAddress else { return }
@@ -151,13 +154,13 @@ extension Linear {
     /// then the bias is fused into the GEMM. Otherwise the exact path: the product, then the
     /// bias added row by row (split over the cores).
     func project(_ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int, out: UnsafeMutablePointer<Float>,
-                 activations: ActivationMode = .float32) {
+                 activations: ActivationMode = .float32, rowPath: Bool = false) {
         guard m > 0 else { return }
         if let xb, case .dense(let w) = weight, w.bf16Matmul, m >= Kernels.gemmThreshold {
             withBias { Kernels.gemmBF16(xb, weight: w, out: out, bias: $0) }
             return
         }
-        weight.apply(x, rows: m, out: out, activations: activations)
+        weight.apply(x, rows: m, out: out, activations: activations, rowPath: rowPath)
         if let bias { Kernels.addBias(out, rows: m, bias) }
     }
 
@@ -165,13 +168,13 @@ extension Linear {
     /// path (`xb` given) the GEMM adds into y directly; the exact path keeps the reference's
     /// order — product and bias into `scratch` (m · outFeatures floats), then y += scratch.
     func addProjection(_ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int, into y: UnsafeMutablePointer<Float>,
-                       scratch: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32) {
+                       scratch: UnsafeMutablePointer<Float>, activations: ActivationMode = .float32, rowPath: Bool = false) {
         guard m > 0 else { return }
         if let xb, case .dense(let w) = weight, w.bf16Matmul, m >= Kernels.gemmThreshold {
             withBias { Kernels.gemmBF16(xb, weight: w, out: y, bias: $0, accumulate: true) }
             return
         }
-        project(x, bf16: nil, rows: m, out: scratch, activations: activations)
+        project(x, bf16: nil, rows: m, out: scratch, activations: activations, rowPath: rowPath)
         Kernels.addParallel(y, scratch, m * outFeatures)
     }
 
@@ -184,14 +187,14 @@ extension Linear {
     /// rounding of x shared by all when they take the bf16 GEMM (`xb`, sized for x), else the
     /// exact path, where few-row inputs with quantised weights share one activation preparation.
     static func project(_ layers: [Linear], _ x: UnsafePointer<Float>, bf16 xb: BF16Rows?, rows m: Int,
-                        outs: [UnsafeMutablePointer<Float>], activations: ActivationMode) {
+                        outs: [UnsafeMutablePointer<Float>], activations: ActivationMode, rowPath: Bool = false) {
         guard m > 0 else { return }
-        if let xb, layers.allSatisfy({ $0.takesBF16(rows: m) }) {
+        if !rowPath, let xb, layers.allSatisfy({ $0.takesBF16(rows: m) }) {
             xb.fill(x)
             for (layer, out) in zip(layers, outs) { layer.project(x, bf16: xb, rows: m, out: out) }
             return
         }
-        LinearWeight.apply(layers.map(\.weight), x, rows: m, outs: outs, activations: activations)
+        LinearWeight.apply(layers.map(\.weight), x, rows: m, outs: outs, activations: activations, rowPath: rowPath)
         for (layer, out) in zip(layers, outs) {
             if let bias = layer.bias { Kernels.addBias(out, rows: m, bias) }
         }
