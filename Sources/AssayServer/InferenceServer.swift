@@ -113,8 +113,9 @@ public final class InferenceServer: Sendable {
             let reply = await dispatch(request)
             let status: Int
             switch reply {
-            case .response(let s, _, _), .stream(let s, _, _, _), .truncatedBody(let s, _, _, _): status = s
-            case .hang, .dropConnection: status = 0
+            case .response(let s, _, _), .stream(let s, _, _, _), .truncatedBody(let s, _, _, _), .trickle(let s, _, _, _),
+                 .headersOnly(let s, _, _), .truncatedChunked(let s, _, _, _): status = s
+            case .hang, .dropConnection, .closeAfter: status = 0
             }
             metrics.withLock { m in
                 m.inFlight -= 1
