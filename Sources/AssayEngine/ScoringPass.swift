@@ -25,7 +25,10 @@ public enum ScoringPass {
         var outcomes: [SuiteOutcome] = []
         for registration in try store.runSuites(runID: run.id) where only?.contains(registration.suiteID) ?? true {
             let suite = try catalog.suite(registration.suiteID)
-            let items = try store.items(suiteID: registration.suiteID, datasetSHA256: registration.datasetSHA256)
+            // The items table holds every item any run registered for this dataset (in dataset
+            // order); this run asked the first `itemCount` of them (its --limit), not another run's.
+            let items = Array(try store.items(suiteID: registration.suiteID, datasetSHA256: registration.datasetSHA256)
+                .prefix(max(0, registration.itemCount)))
             let itemsByID = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
             var updates: [ScoreUpdate] = []
             var primary: [ScoredItem] = []

@@ -300,6 +300,7 @@ final class SelectionTests: XCTestCase {
         let oracle = try await select(.oracle, ns: [8], store: store)
         XCTAssertEqual(oracle.points.first?.failed, 0)
         XCTAssertEqual(oracle.points.first?.suites.first?.metrics.n, 12)
+        XCTAssertEqual(oracle.points.first?.suites.first?.metrics.missing, 0)  // the wider run's items are not this run's
         // A derived run is not a source.
         _ = try await select(.first, ns: [1], store: store)
         do {
