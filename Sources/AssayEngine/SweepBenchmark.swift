@@ -17,15 +17,12 @@ public enum SweepBenchmark {
         public var requestsPerSecond: Double { seconds > 0 ? Double(requests) / seconds : 0 }
     }
 
-    /// Sweeps `items` synthetic multiple-choice questions (a `multiple_choice` suite) into a
-    /// temporary database at each concurrency.
-    public static func run(baseURL: String, model: String, items: Int, concurrencies: [Int]) async throws -> [Result] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("assay-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+    /// A `multiple_choice` suite of `items` synthetic questions (answer A) written into
+    /// `directory` as `suite.yaml` and `<id>.jsonl`: the load of `bench http` and of the fault tests.
+    public static func syntheticSuite(items: Int, in directory: URL, id: String = "synthetic") throws -> (Suite, URL) {
         let manifestURL = directory.appendingPathComponent("suite.yaml")
         try """
-            id: bench
+            id: \(id)
             columns:
               required: [index, question, answer]
             prompt:
@@ -39,8 +36,18 @@ public enum SweepBenchmark {
         for i in 0..<items {
             lines += #"{"index": "\#(i)", "question": "Question \#(i): which option is right?", "A": "this one", "B": "that one", "answer": "A"}"# + "\n"
         }
-        let data = directory.appendingPathComponent("bench.jsonl")
+        let data = directory.appendingPathComponent("\(id).jsonl")
         try lines.write(to: data, atomically: true, encoding: .utf8)
+        return (suite, data)
+    }
+
+    /// Sweeps `items` synthetic multiple-choice questions (a `multiple_choice` suite) into a
+    /// temporary database at each concurrency.
+    public static func run(baseURL: String, model: String, items: Int, concurrencies: [Int]) async throws -> [Result] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("assay-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (suite, data) = try syntheticSuite(items: items, in: directory, id: "bench")
         var results: [Result] = []
         for concurrency in concurrencies {
             let store = try Store(path: directory.appendingPathComponent("bench-\(concurrency).sqlite").path)

@@ -98,24 +98,6 @@ final class FaultShapeTests: XCTestCase {
 /// suite manifest and an items JSONL (needs no fixtures).
 enum SyntheticSuite {
     static func write(items: Int, in directory: URL, id: String = "synthetic") throws -> (Suite, URL) {
-        let manifestURL = directory.appendingPathComponent("suite.yaml")
-        try """
-            id: \(id)
-            columns:
-              required: [index, question, answer]
-            prompt:
-              version: 1
-              template: "{question}\\n[[Options:\\n{options}\\n]]Answer with the option's letter."
-            scorer: multiple_choice
-            """.write(to: manifestURL, atomically: true, encoding: .utf8)
-        let manifest = try SuiteManifest.load(from: manifestURL)
-        let suite = try Suite(manifest: manifest, scorer: try ScorerRegistry.scorer(for: manifest))
-        var lines = ""
-        for i in 0..<items {
-            lines += #"{"index": "\#(i)", "question": "Question \#(i): which option is right?", "A": "this one", "B": "that one", "answer": "A"}"# + "\n"
-        }
-        let data = directory.appendingPathComponent("\(id).jsonl")
-        try lines.write(to: data, atomically: true, encoding: .utf8)
-        return (suite, data)
+        try SweepBenchmark.syntheticSuite(items: items, in: directory, id: id)
     }
 }

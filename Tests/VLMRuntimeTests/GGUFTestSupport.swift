@@ -283,3 +283,18 @@ func ggufReferenceDot(_ w: [Float], _ x: [Float]) -> (value: Double, magnitude: 
     for i in 0..<w.count { let p = Double(w[i]) * Double(x[i]); s += p; m += abs(p) }
     return (s, m)
 }
+
+/// A copy of the GGUF file at `path`, in `directory`, with its metadata changed and its tensors
+/// as they were.
+func rewriteGGUF(_ path: URL, into directory: URL, _ change: (inout GGUFMetadata) -> Void) throws -> URL {
+    let file = try GGUFFile(path: path.path)
+    var meta = file.metadata
+    change(&meta)
+    var writer = GGUFWriter(metadata: meta)
+    for t in file.tensors {
+        try writer.addTensor(name: t.name, dimensions: t.dimensions, type: t.type, data: Array(try file.tensor(named: t.name).bytes))
+    }
+    let url = directory.appendingPathComponent("changed.gguf")
+    try writer.write(to: url.path)
+    return url
+}

@@ -144,16 +144,7 @@ final class LlamaCheckpointTests: XCTestCase {
 
     /// A copy of `path` with its metadata changed.
     func rewrite(_ path: URL, _ change: (inout GGUFMetadata) -> Void) throws -> URL {
-        let file = try GGUFFile(path: path.path)
-        var meta = file.metadata
-        change(&meta)
-        var writer = GGUFWriter(metadata: meta)
-        for t in file.tensors {
-            try writer.addTensor(name: t.name, dimensions: t.dimensions, type: t.type, data: Array(try file.tensor(named: t.name).bytes))
-        }
-        let url = try makeTemporaryDirectory().appendingPathComponent("changed.gguf")
-        try writer.write(to: url.path)
-        return url
+        try rewriteGGUF(path, into: try makeTemporaryDirectory(), change)
     }
 
     func testGGUFAddBOSPrependsItOnceWhateverTheTemplatePrints() throws {
