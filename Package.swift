@@ -55,7 +55,12 @@ let package = Package(
         .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "VLMRuntime"]),
         // Training: critic data, rewards (Swift and the exported Python twin), EasyR1 export. The
         // inference path does not import it.
-        .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine"]),
+        .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine", "VLMTraining"]),
+        // The GRPO training core: f32 trainable parameters beside the runtime's frozen inference
+        // weights, forward passes that keep (or recompute) what their backward needs, the GRPO
+        // objective, AdamW and checkpoint writing. The inference path does not import it.
+        .target(name: "VLMTraining", dependencies: ["VLMRuntime", "CBLAS"],
+                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         // Comparison between runs, Markdown and SVG rendering.
         .target(name: "AssayReport", dependencies: ["AssayCore", "AssaySuites", "AssayStore"]),
         // Embedded inference runtime (Qwen2-VL / Qwen2.5-VL, Llama family) on OpenBLAS.
@@ -68,7 +73,7 @@ let package = Package(
             name: "assay",
             dependencies: [
                 "AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "AssayEngine", "AssayReport", "VLMRuntime", "AssayServer",
-                "AssayTraining",
+                "AssayTraining", "VLMTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -92,6 +97,7 @@ let package = Package(
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
+        .testTarget(name: "VLMTrainingTests", dependencies: ["VLMTraining", "VLMRuntime", "AssayTestSupport"]),
         .testTarget(
             name: "AssayServerTests",
             dependencies: ["AssayServer", "AssayBackends", "AssaySuites", "AssayCore", "VLMRuntime", "AssayTestSupport",
