@@ -8,6 +8,12 @@ public struct ProcessedImages: Sendable {
     /// (t, h, w) in patches, per image.
     public var grids: [ImageGrid]
     public var rows: Int { grids.reduce(0) { $0 + $1.patches } }
+
+    public init(pixelValues: [Float], rowLength: Int, grids: [ImageGrid]) {
+        self.pixelValues = pixelValues
+        self.rowLength = rowLength
+        self.grids = grids
+    }
 }
 
 /// An image's extent in patches.

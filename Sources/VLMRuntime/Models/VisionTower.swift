@@ -76,7 +76,7 @@ struct VisionBlock {
 /// The vision tower of Qwen2-VL (LayerNorm, quick-GELU, full attention per image) and
 /// Qwen2.5-VL (RMSNorm, SwiGLU with bias, 2-D RoPE, windowed attention except in the
 /// full-attention blocks, window reordering and its inverse), with the 2×2 patch merger.
-final class VisionTower: @unchecked Sendable {
+package final class VisionTower: @unchecked Sendable {
     let family: ModelFamily
     let config: VisionConfig
     let patchEmbed: WeightMatrix
@@ -121,7 +121,7 @@ final class VisionTower: @unchecked Sendable {
     // MARK: - Index bookkeeping
 
     /// (row, col) of every patch in processor (merge-block) order.
-    static func patchPositions(_ grids: [ImageGrid], merge: Int) -> (h: [Int], w: [Int]) {
+    package static func patchPositions(_ grids: [ImageGrid], merge: Int) -> (h: [Int], w: [Int]) {
         var hs: [Int] = [], ws: [Int] = []
         for g in grids {
             for _ in 0..<g.t {
@@ -135,7 +135,7 @@ final class VisionTower: @unchecked Sendable {
     }
 
     /// Full-attention boundaries: one segment per frame of each image.
-    static func cuSeqlens(_ grids: [ImageGrid]) -> [Int] {
+    package static func cuSeqlens(_ grids: [ImageGrid]) -> [Int] {
         var cu = [0]
         for g in grids { for _ in 0..<g.t { cu.append(cu[cu.count - 1] + g.h * g.w) } }
         return cu
@@ -143,7 +143,7 @@ final class VisionTower: @unchecked Sendable {
 
     /// Qwen2.5-VL window permutation of merge units and window boundaries in patches
     /// (empty windows dropped, as `unique_consecutive` does).
-    static func windowIndex(_ grids: [ImageGrid], windowSize: Int, merge: Int, patch: Int) -> (index: [Int], cu: [Int]) {
+    package static func windowIndex(_ grids: [ImageGrid], windowSize: Int, merge: Int, patch: Int) -> (index: [Int], cu: [Int]) {
         let ws = max(1, windowSize / merge / patch)
         var idx: [Int] = [], cu = [0], offset = 0
         let unit = merge * merge

@@ -8,9 +8,9 @@ import Foundation
 /// One thread pool runs everything (`KernelWorkers`): OpenBLAS is switched to one thread and large
 /// products are split over the cores here, by output columns. Two pools on two cores — OpenBLAS's
 /// threads spinning between calls while ours spun between matvecs — took the cores from each other.
-enum Kernels {
+package enum Kernels {
     /// Cores the kernels split work over.
-    static let cores = RuntimeThreads.count
+    package static let cores = RuntimeThreads.count
 
     /// Row count from which a matrix product goes through sgemm instead of dot products.
     static let gemmThreshold = 8
@@ -23,14 +23,14 @@ enum Kernels {
 
     /// Runs `body(i)` for i in 0..<n on all cores (the spinning `KernelWorkers` pool).
     @inline(__always)
-    static func parallel(_ n: Int, _ body: (Int) -> Void) {
+    package static func parallel(_ n: Int, _ body: (Int) -> Void) {
         KernelWorkers.run(n, threads: cores, body)
     }
 
     /// C[m, n] = alpha · A[m, k] · B (B is [n, k] when `transposeB`, else [k, n]) + beta · C, with
     /// leading dimensions as in BLAS, single-threaded. Callers parallelise around it.
     @inline(__always)
-    static func sgemm(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+    package static func sgemm(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int,
                       m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, transposeB: Bool = true) {
         guard blasSingleThreaded, m > 0, n > 0 else { return }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
@@ -76,7 +76,7 @@ enum Kernels {
     /// Part `c` of `count` items split into `chunks` near-equal contiguous parts (never out of
     /// range, whatever the sizes).
     @inline(__always)
-    static func chunk(_ c: Int, of chunks: Int, count: Int) -> Range<Int> {
+    package static func chunk(_ c: Int, of chunks: Int, count: Int) -> Range<Int> {
         (count * c / chunks)..<(count * (c + 1) / chunks)
     }
 
@@ -410,9 +410,9 @@ enum Kernels {
         }
     }
 
-    @inline(__always) static func silu(_ v: Float) -> Float { v / (1 + expf(-v)) }
-    @inline(__always) static func quickGelu(_ v: Float) -> Float { v / (1 + expf(-1.702 * v)) }
-    @inline(__always) static func gelu(_ v: Float) -> Float { 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+    @inline(__always) package static func silu(_ v: Float) -> Float { v / (1 + expf(-v)) }
+    @inline(__always) package static func quickGelu(_ v: Float) -> Float { v / (1 + expf(-1.702 * v)) }
+    @inline(__always) package static func gelu(_ v: Float) -> Float { 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
 
     // MARK: - Attention
 

@@ -1,0 +1,292 @@
+import CBLAS
+import Foundation
+import VLMRuntime
+
+/// The arithmetic of training, forward and backward, on raw f32 buffers: matrix products split
+/// over the runtime's worker pool (OpenBLAS single-threaded inside each worker, as inference runs
+/// it), norms, rotary embeddings and activations with their exact derivatives.
+enum TrainKernels {
+    private static let blasSingleThreaded: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    static var cores: Int { Kernels.cores }
+
+    /// C[m, n] = alpha · op(A) · op(B) + beta · C, row-major, with op(A) [m, k] and op(B) [k, n]:
+    /// A is [m, k] (lda) or, when `transA`, [k, m]; B is [k, n] or, when `transB`, [n, k]. Split
+    /// over the cores by columns of C (or by rows when C is narrow), each part one sgemm.
+    static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard blasSingleThreaded, m > 0, n > 0 else { return }
+        if k == 0 {
+            if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } } }
+            return
+        }
+        let work = m * n * k
+        let parts = work >= 1 << 18 ? cores : 1
+        func one(_ m0: Int, _ m1: Int, _ n0: Int, _ n1: Int) {
+            guard m1 > m0, n1 > n0 else { return }
+            let ap = transA ? a + m0 : a + m0 * lda
+            let bp = transB ? b + n0 * ldb : b + n0
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m1 - m0), Int32(n1 - n0), Int32(k), alpha, ap, Int32(lda), bp, Int32(ldb), beta,
+                        c + m0 * ldc + n0, Int32(ldc))
+        }
+        if parts == 1 { return one(0, m, 0, n) }
+        if n >= m || n >= 64 * parts {
+            // Column blocks rounded to 16 floats keep each core's stores on its own cache lines.
+            Kernels.parallel(parts) { p in
+                let r = Kernels.chunk(p, of: parts, count: (n + 15) / 16)
+                one(0, m, r.lowerBound * 16, min(n, r.upperBound * 16))
+            }
+        } else {
+            Kernels.parallel(parts) { p in
+                let r = Kernels.chunk(p, of: parts, count: m)
+                one(r.lowerBound, r.upperBound, 0, n)
+            }
+        }
+    }
+
+    /// y[m, out] = x[m, in] · Wᵀ (+ bias), W [out, in].
+    static func linear(_ x: UnsafePointer<Float>, rows m: Int, in inF: Int, out: Int, weight w: UnsafePointer<Float>,
+                       bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
+        let ld = ldy ?? out
+        if let bias {
+            for i in 0..<m { (y + i * ld).update(from: bias, count: out) }
+        }
+        gemm(transB: true, m: m, n: out, k: inF, x, lda: inF, w, ldb: inF, beta: bias == nil ? 0 : 1, y, ldc: ld)
+    }
+
+    /// Backward of `linear`: dx (=, or += with `accumulateInput`) dy · W; dW += dyᵀ · x and
+    /// db += Σ dy when those are given (trainable).
+    static func linearBackward(_ dy: UnsafePointer<Float>, rows m: Int, in inF: Int, out: Int, x: UnsafePointer<Float>,
+                               weight w: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, accumulateInput: Bool,
+                               dW: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?, lddy: Int? = nil) {
+        let ldd = lddy ?? out
+        if let dx {
+            gemm(m: m, n: inF, k: out, dy, lda: ldd, w, ldb: inF, beta: accumulateInput ? 1 : 0, dx, ldc: inF)
+        }
+        if let dW {
+            gemm(transA: true, m: out, n: inF, k: m, dy, lda: ldd, x, ldb: inF, beta: 1, dW, ldc: inF)
+        }
+        if let db {
+            for i in 0..<m { let r = dy + i * ldd; for j in 0..<out { db[j] += r[j] } }
+        }
+    }
+
+    // MARK: - Norms
+
+    /// RMSNorm rows: y = x · r · w with r = 1/√(mean(x²) + eps); r is kept per row for the backward.
+    static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, width d: Int, weight w: UnsafePointer<Float>, eps: Float,
+                        into y: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>) {
+        parallelRows(rows, width: d) { i in
+            let xi = x + i * d, yi = y + i * d
+            var s: Float = 0
+            for j in 0..<d { s += xi[j] * xi[j] }
+            let r = 1 / (s / Float(d) + eps).squareRoot()
+            rstd[i] = r
+            for j in 0..<d { yi[j] = w[j] * (xi[j] * r) }
+        }
+    }
+
+    /// dx (+)= r · (g − x · r² · mean(g · x)) with g = dy · w; dw += Σ dy · x · r.
+    static func rmsNormBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, width d: Int,
+                                weight w: UnsafePointer<Float>, rstd: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                accumulate: Bool, dw: UnsafeMutablePointer<Float>?) {
+        parallelRows(rows, width: d) { i in
+            let xi = x + i * d, gi = dy + i * d, di = dx + i * d
+            let r = rstd[i]
+            var dot: Float = 0
+            for j in 0..<d { dot += gi[j] * w[j] * xi[j] }
+            let c = r * r * r * dot / Float(d)
+            for j in 0..<d {
+                let v = r * gi[j] * w[j] - c * xi[j]
+                di[j] = accumulate ? di[j] + v : v
+            }
+        }
+        if let dw { columnReduce(rows, width: d, into: dw) { i, j in dy[i * d + j] * x[i * d + j] * rstd[i] } }
+    }
+
+    /// LayerNorm rows: y = (x − μ) · r · w + b; μ and r kept per row.
+    static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width d: Int, weight w: UnsafePointer<Float>, bias b: UnsafePointer<Float>,
+                          eps: Float, into y: UnsafeMutablePointer<Float>, mean mu: UnsafeMutablePointer<Float>,
+                          rstd: UnsafeMutablePointer<Float>) {
+        parallelRows(rows, width: d) { i in
+            let xi = x + i * d, yi = y + i * d
+            var s: Float = 0
+            for j in 0..<d { s += xi[j] }
+            let m = s / Float(d)
+            var v: Float = 0
+            for j in 0..<d { let c = xi[j] - m; v += c * c }
+            let r = 1 / (v / Float(d) + eps).squareRoot()
+            mu[i] = m
+            rstd[i] = r
+            for j in 0..<d { yi[j] = (xi[j] - m) * r * w[j] + b[j] }
+        }
+    }
+
+    /// dx (+)= r · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · w, x̂ = (x − μ) r; dw += Σ dy · x̂, db += Σ dy.
+    static func layerNormBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int, width d: Int,
+                                  weight w: UnsafePointer<Float>, mean mu: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                                  dx: UnsafeMutablePointer<Float>, accumulate: Bool,
+                                  dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) {
+        parallelRows(rows, width: d) { i in
+            let xi = x + i * d, gi = dy + i * d, di = dx + i * d
+            let m = mu[i], r = rstd[i]
+            var sg: Float = 0, sgx: Float = 0
+            for j in 0..<d {
+                let g = gi[j] * w[j]
+                sg += g
+                sgx += g * (xi[j] - m) * r
+            }
+            sg /= Float(d)
+            sgx /= Float(d)
+            for j in 0..<d {
+                let v = r * (gi[j] * w[j] - sg - (xi[j] - m) * r * sgx)
+                di[j] = accumulate ? di[j] + v : v
+            }
+        }
+        if let dw { columnReduce(rows, width: d, into: dw) { i, j in dy[i * d + j] * (x[i * d + j] - mu[i]) * rstd[i] } }
+        if let db { columnReduce(rows, width: d, into: db) { i, j in dy[i * d + j] } }
+    }
+
+    // MARK: - Rotary embeddings
+
+    /// Rotate-half RoPE over `heads` heads of `rows` rows (ld floats apart): pairs (j, j + half)
+    /// of each head turn by the row's angle j (cos/sin [rows, half]). `inverse` turns them back:
+    /// the rotation is orthogonal, so the backward of RoPE is RoPE with −sin.
+    static func rotary(_ x: UnsafeMutablePointer<Float>, rows: Int, ld: Int, heads: Int, headDim hd: Int,
+                       cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, inverse: Bool) {
+        let half = hd / 2
+        let sign: Float = inverse ? -1 : 1
+        parallelRows(rows, width: heads * hd) { i in
+            let c = cos + i * half, s = sin + i * half
+            for h in 0..<heads {
+                let p = x + i * ld + h * hd
+                for j in 0..<half {
+                    let a = p[j], b = p[j + half], sj = sign * s[j]
+                    p[j] = a * c[j] - b * sj
+                    p[j + half] = b * c[j] + a * sj
+                }
+            }
+        }
+    }
+
+    // MARK: - Activations
+
+    /// a = silu(g) · u.
+    static func swiGLU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, into a: UnsafeMutablePointer<Float>) {
+        parallelElements(n) { r in for i in r { a[i] = Kernels.silu(g[i]) * u[i] } }
+    }
+
+    /// dg = da · u · silu'(g), du = da · silu(g), written over g and u's gradient buffers.
+    static func swiGLUBackward(_ da: UnsafePointer<Float>, g: UnsafePointer<Float>, u: UnsafePointer<Float>, count n: Int,
+                               dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>) {
+        parallelElements(n) { r in
+            for i in r {
+                let s = 1 / (1 + expf(-g[i]))
+                let silu = g[i] * s
+                dg[i] = da[i] * u[i] * s * (1 + g[i] * (1 - s))
+                du[i] = da[i] * silu
+            }
+        }
+    }
+
+    enum Activation { case gelu, quickGelu }
+
+    static func activate(_ x: UnsafePointer<Float>, count n: Int, _ f: Activation, into y: UnsafeMutablePointer<Float>) {
+        parallelElements(n) { r in
+            switch f {
+            case .gelu: for i in r { y[i] = Kernels.gelu(x[i]) }
+            case .quickGelu: for i in r { y[i] = Kernels.quickGelu(x[i]) }
+            }
+        }
+    }
+
+    /// dx = dy · f'(x): erf GELU' = Φ(x) + x·φ(x); quick-GELU' = σ(1.702x)(1 + 1.702x(1 − σ)).
+    static func activationBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count n: Int, _ f: Activation,
+                                   into dx: UnsafeMutablePointer<Float>) {
+        parallelElements(n) { r in
+            switch f {
+            case .gelu:
+                for i in r {
+                    let v = x[i]
+                    let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
+                    let pdf = expf(-0.5 * v * v) * 0.3989422804014327
+                    dx[i] = dy[i] * (cdf + v * pdf)
+                }
+            case .quickGelu:
+                for i in r {
+                    let v = x[i]
+                    let s = 1 / (1 + expf(-1.702 * v))
+                    dx[i] = dy[i] * (s + 1.702 * v * s * (1 - s))
+                }
+            }
+        }
+    }
+
+    // MARK: - Splitting
+
+    static func parallelRows(_ rows: Int, width: Int, _ body: (Int) -> Void) {
+        let parts = rows * width >= 1 << 15 ? min(cores, rows) : 1
+        if parts <= 1 { for i in 0..<rows { body(i) }; return }
+        Kernels.parallel(parts) { p in for i in Kernels.chunk(p, of: parts, count: rows) { body(i) } }
+    }
+
+    static func parallelElements(_ n: Int, _ body: (Range<Int>) -> Void) {
+        let parts = n >= 1 << 15 ? cores : 1
+        if parts <= 1 { return body(0..<n) }
+        Kernels.parallel(parts) { p in body(Kernels.chunk(p, of: parts, count: n)) }
+    }
+
+    /// out[j] += Σ_i f(i, j), columns split over the cores (each sum in row order).
+    static func columnReduce(_ rows: Int, width d: Int, into out: UnsafeMutablePointer<Float>, _ f: (Int, Int) -> Float) {
+        let parts = rows * d >= 1 << 15 ? min(cores, d) : 1
+        Kernels.parallel(parts) { p in
+            let cols = Kernels.chunk(p, of: parts, count: d)
+            for i in 0..<rows { for j in cols { out[j] += f(i, j) } }
+        }
+    }
+}
+
+/// A growable set of f32 scratch buffers owned by one pass; freed together.
+final class Scratch {
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+    private(set) var bytes = 0
+
+    func take(_ count: Int, zeroed: Bool = false) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
+        if zeroed { p.initialize(repeating: 0, count: max(1, count)) }
+        buffers.append(p)
+        bytes += max(1, count) * 4
+        MemoryMeter.shared.add(max(1, count) * 4)
+        return p
+    }
+
+    deinit {
+        for b in buffers { b.deallocate() }
+        MemoryMeter.shared.add(-bytes)
+    }
+}
+
+/// Bytes of training scratch alive now and at most (a lower bound of the process's peak: the
+/// report also reads the kernel's high-water mark of resident memory).
+final class MemoryMeter: @unchecked Sendable {
+    static let shared = MemoryMeter()
+    private let lock = NSLock()
+    private var current = 0
+    private(set) var peak = 0
+
+    func add(_ n: Int) {
+        lock.lock(); defer { lock.unlock() }
+        current += n
+        peak = max(peak, current)
+    }
+
+    func resetPeak() {
+        lock.lock(); defer { lock.unlock() }
+        peak = current
+    }
+}

@@ -1,0 +1,103 @@
+import AssayTestSupport
+import XCTest
+import VLMRuntime
+@testable import VLMTraining
+
+/// The GRPO goldens of transformers/torch for the tiny Qwen2.5-VL (../shared/fixtures/goldens/qwen2_5_vl_tiny):
+/// per-token log-probs at T = 1 and 0.7, the stage-0 gradients of the TRL 'dapo' loss and the
+/// global gradient norm.
+final class PolicyGoldenTests: XCTestCase {
+    struct Golden {
+        let dir: URL
+        let file: SafeTensorsFile
+        let index: [String: Any]
+        var grpo: [String: Any] { index["grpo"] as! [String: Any] }
+        func floats(_ name: String) throws -> [Float] { try file.floats(name) }
+        func ints(_ name: String) throws -> [Int] { try file.integers(name) }
+    }
+
+    static func golden() throws -> Golden {
+        let dir = try Fixtures.require("goldens/qwen2_5_vl_tiny")
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("index.json"))) as! [String: Any]
+        return Golden(dir: dir, file: try SafeTensorsFile(path: dir.appendingPathComponent("goldens.safetensors").path), index: index)
+    }
+
+    /// Every tensor of a Hub-layout safetensors file as an f32 parameter (the checkpoint loader's job
+    /// in production; here the fixture's names are already canonical).
+    static func parameters(_ path: String) throws -> ParameterSet {
+        let f = try SafeTensorsFile(path: path)
+        let set = ParameterSet()
+        for name in f.entries.keys.sorted() {
+            let e = f.entries[name]!
+            set.append(Parameter(name: name, shape: e.shape, value: try f.floats(e)))
+        }
+        return set
+    }
+
+    struct Setup {
+        let model: PolicyModel
+        let prompt: PolicyPrompt
+        let completions: [[Int]]
+        let golden: Golden
+    }
+
+    static func setup(weights: String? = nil) throws -> Setup {
+        let g = try golden()
+        let ckpt = g.dir.appendingPathComponent("checkpoint")
+        let runtime = try VLMModel.load(path: ckpt.path)
+        let imagePath = try Fixtures.require("goldens/processor/img_a_168x280.png").path
+        let prompt = (g.grpo["prompt"] as! [String: Any])
+        let text = (((prompt["messages"] as! [[String: Any]])[0]["content"] as! [[String: Any]])[1]["text"] as! String)
+        let image = try ImageDecoder.loadRGB(path: imagePath)
+        let pp = try PolicyPrompt.prepare(runtime, messages: [.user([.image(image), .text(text)])])
+        XCTAssertEqual(pp.ids, try g.ints("grpo/prompt_ids"))
+        let completions = (g.grpo["completions"] as! [[String: Any]]).map { ($0["ids"] as! [NSNumber]).map(\.intValue) }
+        let params = try parameters(weights ?? ckpt.appendingPathComponent("model.safetensors").path)
+        return Setup(model: try PolicyModel(config: runtime.config, parameters: params), prompt: pp, completions: completions, golden: g)
+    }
+
+    static func unpad(_ flat: [Float], lengths: [Int], width: Int = 32) -> [[Float]] {
+        lengths.enumerated().map { i, l in Array(flat[(i * width)..<(i * width + l)]) }
+    }
+
+    static func assertClose(_ a: [Float], _ b: [Float], atol: Float = 1e-4, rtol: Float = 1e-4, _ what: String,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+        var worst: Float = 0, at = -1
+        for i in 0..<min(a.count, b.count) {
+            let excess = abs(a[i] - b[i]) - (atol + rtol * abs(b[i]))
+            if excess > worst || !a[i].isFinite { worst = excess; at = i }
+        }
+        if at >= 0 { XCTFail("\(what): element \(at) is \(a[at]), golden \(b[at])", file: file, line: line) }
+    }
+
+    func testLogprobsAtBothTemperatures() throws {
+        let s = try Self.setup()
+        let lengths = s.completions.map(\.count)
+        for (t, name) in [(Float(1), "grpo/stage0/logp_t1"), (Float(0.7), "grpo/stage0/logp_t0.7")] {
+            let lp = try s.model.logprobs(prompt: s.prompt, completions: s.completions, temperature: t)
+            let golden = Self.unpad(try s.golden.floats(name), lengths: lengths)
+            for i in 0..<lp.count { Self.assertClose(lp[i], golden[i], "\(name) completion \(i)") }
+        }
+    }
+
+    func testStage0GradientsAndGlobalNorm() throws {
+        let s = try Self.setup()
+        let adv = try s.golden.floats("grpo/advantages_trl")
+        let total = Float(s.completions.reduce(0) { $0 + $1.count })
+        var stats = PolicyPassStats()
+        s.model.parameters.zeroGradients()
+        // TRL 'dapo', β 0, old = logp.detach(): loss = Σ −A_i·ρ / Σ m with ρ ≡ 1, so ∂loss/∂logp = −A_i / Σ m.
+        _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
+            lp.enumerated().map { i, row in Array(repeating: -adv[i] / total, count: row.count) }
+        }
+        let named = s.golden.grpo["named_parameters"] as! [String: Any]
+        for name in named.keys.sorted() {
+            let g = try s.golden.floats("grpo/stage0/grad/" + name)
+            Self.assertClose(s.model.parameters[name]!.grad, g, "stage-0 gradient of \(name)")
+        }
+        let scalars = s.golden.grpo["scalars"] as! [String: Any]
+        let norm = (scalars["stage0_global_grad_norm"] as! NSNumber).doubleValue
+        XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm)
+    }
+}
