@@ -101,3 +101,80 @@ final class PolicyGoldenTests: XCTestCase {
         XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm)
     }
 }
+
+/// Stage 1 of the GRPO goldens (at θ1, with the given old and reference log-probs) and θ1 itself
+/// from our own stage-0 gradient and AdamW.
+final class PolicyGoldenStage1Tests: XCTestCase {
+    func testStage1LogprobsGradientsAndNorms() throws {
+        let g0 = try PolicyGoldenTests.golden()
+        let s = try PolicyGoldenTests.setup(weights: g0.dir.appendingPathComponent("grpo_theta1.safetensors").path)
+        let lengths = s.completions.map(\.count)
+        for (t, name) in [(Float(1), "grpo/stage1/logp_t1"), (Float(0.7), "grpo/stage1/logp_t0.7")] {
+            let lp = try s.model.logprobs(prompt: s.prompt, completions: s.completions, temperature: t)
+            let golden = PolicyGoldenTests.unpad(try s.golden.floats(name), lengths: lengths)
+            for i in 0..<lp.count { PolicyGoldenTests.assertClose(lp[i], golden[i], "\(name) completion \(i)") }
+        }
+        let old = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/old_logp"), lengths: lengths)
+        let ref = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/ref_logp"), lengths: lengths)
+        let adv = GRPOObjective.advantages(rewards: try s.golden.floats("grpo/rewards"), kind: .trl)
+        let scalars = s.golden.grpo["scalars"] as! [String: Any]
+        for agg in LossAggregation.allCases {
+            for beta in [0.0, 0.04] {
+                let settings = GRPOSettings(temperature: 1, advantage: .trl, policyLoss: .trl, aggregation: agg, beta: beta)
+                s.model.parameters.zeroGradients()
+                var stats = PolicyPassStats()
+                var loss: Float = .nan
+                _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
+                    let r = try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: settings)
+                    loss = r.loss
+                    return r.dLogprobs
+                }
+                let key = "stage1_global_grad_norm_\(agg.rawValue)_beta\(beta == 0 ? "0" : "0.04")"
+                let norm = (scalars[key] as! NSNumber).doubleValue
+                XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm, key)
+                let lossKey = "trl_adv-trl_\(agg.rawValue)_beta\(beta == 0 ? "0" : "0.04")"
+                let goldenLoss = ((s.golden.grpo["losses_stage1"] as! [String: Any])[lossKey] as! NSNumber).floatValue
+                XCTAssertEqual(loss, goldenLoss, accuracy: 1e-4 + 1e-4 * abs(goldenLoss), lossKey)
+                if agg == .dapo && beta == 0.04 {  // the primary loss
+                    let named = s.golden.grpo["named_parameters"] as! [String: Any]
+                    for name in named.keys.sorted() {
+                        PolicyGoldenTests.assertClose(s.model.parameters[name]!.grad, try s.golden.floats("grpo/stage1/grad/" + name),
+                                                      "stage-1 gradient of \(name)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// θ0 → our stage-0 gradient → AdamW → θ1 of torch, every parameter, within 1e-6 where |g0| ≥ 1e-5 or g0 = 0
+    /// (the first Adam step is ≈ lr·sign(g) and amplifies noise where g is about 0: the README's caveat).
+    func testTheta1EndToEnd() throws {
+        let s = try PolicyGoldenTests.setup()
+        let adv = try s.golden.floats("grpo/advantages_trl")
+        s.model.parameters.zeroGradients()
+        var stats = PolicyPassStats()
+        _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
+            try GRPOObjective.evaluate(logprobs: lp, old: nil, ref: nil, advantages: adv,
+                                       settings: GRPOSettings(aggregation: .dapo, beta: 0)).dLogprobs
+        }
+        let grads = Dictionary(uniqueKeysWithValues: s.model.parameters.parameters.map { ($0.name, $0.grad) })
+        let opt = try AdamW(lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01)
+        try opt.step(s.model.parameters)
+        let theta1 = try SafeTensorsFile(path: s.golden.dir.appendingPathComponent("grpo_theta1.safetensors").path)
+        XCTAssertEqual(Set(theta1.entries.keys), Set(s.model.parameters.names))
+        var compared = 0, skipped = 0
+        for p in s.model.parameters.parameters {
+            let want = try theta1.floats(p.name), g = grads[p.name]!
+            for i in 0..<want.count {
+                guard abs(g[i]) >= 1e-5 || g[i] == 0 else { skipped += 1; continue }  // exact zeros: rows no token used
+                compared += 1
+                if abs(p.value[i] - want[i]) > 1e-6 {
+                    XCTFail("θ1 \(p.name)[\(i)]: \(p.value[i]) vs torch \(want[i]) (g0 \(g[i]))")
+                    return
+                }
+            }
+        }
+        XCTAssertGreaterThan(compared, 100_000)
+        print("θ1: \(compared) elements within 1e-6 of torch, \(skipped) with |g0| < 1e-5 not compared")
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import VLMRuntime
+
+/// `assay bench train`: the forward + backward of one GRPO step (G completions of C tokens after
+/// a prompt of P tokens, TRL's 'dapo' loss with β = 0 and ratio 1, so ∂loss/∂logp = −A_i / ΣL),
+/// on seeded random ids, timed per round.
+public enum TrainBenchmark {
+    public struct Figures: Sendable, Codable {
+        public var groupSize: Int
+        public var promptTokens: Int
+        public var completionTokens: Int
+        /// G · (P + C): the tokens a batch-of-G forward runs (torch's count), whatever the packing.
+        public var tokensPerStep: Int
+        /// Rows the packed pass actually runs: P + G · (C − 1).
+        public var decoderRows: Int
+        public var stepSeconds: [Double]
+        public var medianStepSeconds: Double
+        public var tokensPerSecond: Double
+        /// FLOPs of the step's matrix products (forward, recompute, backward), counted from the shapes.
+        public var matmulFLOPs: Double
+        public var achievedGFLOPs: Double
+        public var scratchPeakBytes: Int
+        public var peakResidentBytes: Int
+        public var parameterBytes: Int
+        public var threads: Int
+    }
+
+    /// Runs `rounds` timed steps after one warm-up step (not counted).
+    public static func run(model: PolicyModel, groupSize G: Int, promptTokens P: Int, completionTokens C: Int,
+                           rounds: Int, seed: UInt64 = 0, progress: ((Int, Double) -> Void)? = nil) throws -> Figures {
+        guard G >= 1, P >= 1, C >= 1, rounds >= 1 else {
+            throw TrainingModelError.badInput("group size, prompt and completion tokens and rounds must be at least 1")
+        }
+        let vocab = model.config.text.vocabSize
+        var state = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(max(1, vocab)))
+        }
+        let prompt = PolicyPrompt.tokens((0..<P).map { _ in next() })
+        let completions = (0..<G).map { _ in (0..<C).map { _ in next() } }
+        let advantages = (0..<G).map { i in G == 1 ? 1 : Float(i) / Float(G - 1) * 2 - 1 }
+        let total = Float(G * C)
+        var times: [Double] = []
+        var scratch = 0
+        for r in 0...rounds {
+            model.parameters.zeroGradients()
+            var stats = PolicyPassStats()
+            let t0 = Date()
+            _ = try model.backward(prompt: prompt, completions: completions, temperature: 1, stats: &stats) { lp in
+                lp.enumerated().map { i, row in Array(repeating: -advantages[i] / total, count: row.count) }
+            }
+            let dt = Date().timeIntervalSince(t0)
+            scratch = max(scratch, stats.scratchPeakBytes)
+            if r > 0 { times.append(dt) }
+            progress?(r, dt)
+        }
+        let sorted = times.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        let flops = matmulFLOPs(model.config, promptTokens: P, completions: Array(repeating: C, count: G))
+        return Figures(groupSize: G, promptTokens: P, completionTokens: C, tokensPerStep: G * (P + C), decoderRows: P + G * (C - 1),
+                       stepSeconds: times, medianStepSeconds: median, tokensPerSecond: Double(G * (P + C)) / median,
+                       matmulFLOPs: flops, achievedGFLOPs: flops / median / 1e9, scratchPeakBytes: scratch,
+                       peakResidentBytes: RuntimeBenchmark.peakResidentBytes(), parameterBytes: model.parameters.elementCount * 4,
+                       threads: RuntimeThreads.count)
+    }
+
+    /// Matrix-product FLOPs of one packed step (text only): each decoder layer's projections run
+    /// three times (forward, recompute, backward counts double: dx and dW), attention likewise, and
+    /// the head four times per completion token (forward, recompute, dH, dW).
+    public static func matmulFLOPs(_ config: ModelConfig, promptTokens P: Int, completions: [Int]) -> Double {
+        let c = config.text
+        let h = Double(c.hiddenSize), hd = Double(c.headDim)
+        let q = Double(c.numHeads) * hd, kv = Double(c.numKVHeads) * hd, inter = Double(c.intermediateSize)
+        let rows = Double(P + completions.reduce(0) { $0 + $1 - 1 })
+        let perRow = 2 * (h * q + 2 * h * kv + q * h + 3 * h * inter)
+        // Attention: scores and weighted sums, 2·2·hd per (query, key) pair and head.
+        var pairs = Double(P) * Double(P + 1) / 2
+        for l in completions { let n = Double(l - 1); pairs += n * Double(P) + n * (n + 1) / 2 }
+        let attention = 4 * hd * Double(c.numHeads) * pairs
+        let layer = (perRow * rows + attention) * Double(c.numLayers)
+        let headTokens = Double(completions.reduce(0, +))
+        let head = 2 * h * Double(c.vocabSize) * headTokens
+        return layer * (1 + 1 + 2) + head * 4
+    }
+}
