@@ -246,4 +246,267 @@ final class TrainingCheckpointTests: XCTestCase {
             XCTAssertTrue(type.contains("mamba"))
         }
     }
+
+    // MARK: - Saving folders
+
+    private func files(_ dir: String) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
+            out[name] = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))
+        }
+        return out
+    }
+
+    private func greedy(_ path: String, prompt: String = "Describe a cat in one sentence.", tokens: Int = 8) throws -> [Int] {
+        let model = try VLMModel.load(path: path)
+        let conv = [ChatMessage.user([.text(prompt)])]
+        return try model.generate([conv], parameters: GenerationParameters(maxNewTokens: tokens, stopAtEOS: false))[0].tokenIds
+    }
+
+    /// Unchanged parameters: the safetensors are byte-identical, every other file identical, a
+    /// marker added, and the runtime generates the same tokens from the copy.
+    func testSaveUnchangedFoldersIsByteIdentical() throws {
+        for fixture in Self.folderFixtures {
+            let dir = try Fixtures.require(fixture).path
+            let loaded = try TrainingCheckpoint.load(path: dir, log: quiet)
+            let out = try Fixtures.temporaryDirectory(for: self).path + "/saved"
+            try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+            var saved = try files(out)
+            let marker = try XCTUnwrap(saved.removeValue(forKey: TrainingCheckpoint.markerFileName))
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: marker) as? [String: Any])
+            XCTAssertEqual(obj["parameter_count"] as? Int, loaded.parameters.parameters.count)
+            let source = try files(dir)
+            XCTAssertEqual(Set(saved.keys), Set(source.keys), fixture)
+            for (name, data) in source { XCTAssertTrue(saved[name] == data, "\(fixture): \(name) differs") }
+            XCTAssertEqual(try greedy(out), try greedy(dir), fixture)
+            // Nothing left beside the output.
+            let siblings = try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent)
+            XCTAssertEqual(siblings, ["saved"])
+        }
+    }
+
+    /// A changed parameter is in the saved file (f32 exactly; bf16 rounded to nearest even), and
+    /// saving again over our own output replaces it.
+    func testModifiedParameterSurvivesSaveAndReload() throws {
+        for fixture in ["goldens/qwen2_5_vl_tiny/checkpoint", "goldens/qwen2_5_vl_tiny_bf16_v5/checkpoint"] {
+            let dir = try Fixtures.require(fixture).path
+            let loaded = try TrainingCheckpoint.load(path: dir, log: quiet)
+            let out = try Fixtures.temporaryDirectory(for: self).path + "/saved"
+            try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+            let q = try XCTUnwrap(loaded.parameters["model.layers.1.self_attn.q_proj.weight"])
+            let patch = try XCTUnwrap(loaded.parameters["visual.patch_embed.proj.weight"])
+            q.value[5] = 0.123456789
+            patch.value[7] = -1.5
+            // Over the previous save: replaced atomically.
+            try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+            let again = try TrainingCheckpoint.load(path: out, log: quiet)
+            let bf16 = fixture.contains("bf16")
+            XCTAssertEqual(again.parameters["model.layers.1.self_attn.q_proj.weight"]?.value[5],
+                           bf16 ? Float(bitPattern: UInt32(floatToBF16(0.123456789)) << 16) : 0.123456789)
+            XCTAssertEqual(again.parameters["visual.patch_embed.proj.weight"]?.value[7], -1.5)
+            XCTAssertEqual(again.parameters["visual.patch_embed.proj.weight"]?.value[6], patch.value[6])
+            XCTAssertEqual(again.parameters.names, loaded.parameters.names)
+            XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")),
+                              try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors")))
+            let siblings = try FileManager.default.contentsOfDirectory(atPath: (out as NSString).deletingLastPathComponent)
+            XCTAssertEqual(siblings, ["saved"])
+        }
+    }
+
+    /// An mlx-layout sharded folder saves back to the same shard names, stored names and layout
+    /// (byte-identical when unchanged), with its index regenerated.
+    func testSaveShardedMLXFolderMirrorsIt() throws {
+        let dir = try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint").path
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let mlx = tmp + "/mlx"
+        try writeVariant(of: dir, to: mlx, shards: 2) { name in
+            if name.hasPrefix("model.") { return "language_model." + name }
+            if name.hasPrefix("visual.") { return "vision_tower." + name.dropFirst("visual.".count) }
+            return "language_model." + name
+        }
+        let loaded = try TrainingCheckpoint.load(path: mlx, log: quiet)
+        let out = tmp + "/out"
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        let source = try files(mlx), saved = try files(out)
+        for (name, data) in source where name.hasSuffix(".safetensors") || !name.hasSuffix(".json") || name == "config.json" {
+            XCTAssertTrue(saved[name] == data, name)
+        }
+        let index = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(saved["model.safetensors.index.json"])) as? [String: Any])
+        let sourceIndex = try XCTUnwrap(try JSONSerialization.jsonObject(with: XCTUnwrap(source["model.safetensors.index.json"])) as? [String: Any])
+        XCTAssertEqual(index["weight_map"] as? [String: String], sourceIndex["weight_map"] as? [String: String])
+        let total = try (1...2).map { try SafeTensorsFile(path: out + String(format: "/model-%05d-of-00002.safetensors", $0)) }
+            .flatMap { $0.entries.values }.reduce(0) { $0 + $1.byteCount }
+        XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int, total)
+        // A change to the channels-last patch embedding goes back channels-last.
+        loaded.parameters["visual.patch_embed.proj.weight"]?.value[1] = 42
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        XCTAssertEqual(try TrainingCheckpoint.load(path: out, log: quiet).parameters["visual.patch_embed.proj.weight"]?.value[1], 42)
+    }
+
+    func testSaveRefusesSourceAndForeignFolders() throws {
+        let dir = try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint").path
+        let loaded = try TrainingCheckpoint.load(path: dir, log: quiet)
+        XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: dir, log: quiet)) {
+            XCTAssertEqual($0 as? TrainingCheckpointError, .outputIsSource(path: dir))
+        }
+        XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: dir + "/sub", log: quiet))
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let foreign = tmp + "/foreign"
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: foreign + "/notes.txt"))
+        XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: foreign, log: quiet)) {
+            guard case .outputExists? = $0 as? TrainingCheckpointError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: foreign), ["notes.txt"])
+        // An empty folder is fine.
+        let empty = tmp + "/empty"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: empty, log: quiet)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: empty + "/" + TrainingCheckpoint.markerFileName))
+    }
+
+    /// A save that fails mid-write leaves no output (or the previous save untouched) and no
+    /// partial folder beside it.
+    func testInterruptedSaveLeavesNoCompleteLookingFolder() throws {
+        let dir = try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint").path
+        let loaded = try TrainingCheckpoint.load(path: dir, log: quiet)
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let out = tmp + "/out"
+        struct Interrupted: Error {}
+        defer { TrainingCheckpoint.faultInjection = nil }
+        for stage in ["tensors-written", "before-rename"] {
+            TrainingCheckpoint.faultInjection = { if $0 == stage { throw Interrupted() } }
+            XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)) {
+                XCTAssertTrue($0 is Interrupted)
+            }
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), [], stage)
+        }
+        TrainingCheckpoint.faultInjection = nil
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        let before = try files(out)
+        loaded.parameters["model.norm.weight"]?.value[0] = 9
+        for stage in ["tensors-written", "before-rename"] {
+            TrainingCheckpoint.faultInjection = { if $0 == stage { throw Interrupted() } }
+            XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet))
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), ["out"], stage)
+            XCTAssertEqual(try files(out), before, stage)
+        }
+        // A rename that fails (the parent made read-only) leaves the previous save in place.
+        TrainingCheckpoint.faultInjection = { if $0 == "before-rename" { chmod(tmp, 0o555) } }
+        defer { chmod(tmp, 0o755) }
+        if getuid() != 0 {
+            XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet))
+            chmod(tmp, 0o755)
+            XCTAssertEqual(try files(out), before)
+        }
+    }
+
+    // MARK: - GGUF → Hugging Face folder
+
+    static let tokenizerProbes = ["Hello, world!", "The year 2024 had 366 days.", "naïve café — 東京 🚀 ẞ",
+                                  "  leading spaces\n\ttabs\r\n", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                                  "<|endoftext|>x<|im_end|>"]
+
+    func testGGUFSavedAsHuggingFaceFolderRunsTheSame() throws {
+        let path = try Fixtures.smolLM2Path()
+        let t0 = Date()
+        let loaded = try TrainingCheckpoint.load(path: path, log: quiet)
+        let t1 = Date()
+        let out = try Fixtures.temporaryDirectory(for: self).path + "/smollm2-hf"
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        let t2 = Date()
+        let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
+        XCTAssertEqual(names, ["assay-checkpoint.json", "config.json", "generation_config.json", "model.safetensors",
+                               "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"])
+        let size = try FileManager.default.attributesOfItem(atPath: out + "/model.safetensors")[.size] as? Int ?? 0
+        print("SmolLM2: load \(String(format: "%.2f", t1.timeIntervalSince(t0))) s, save \(String(format: "%.2f", t2.timeIntervalSince(t1))) s, model.safetensors \(size) bytes")
+        let st = try SafeTensorsFile(path: out + "/model.safetensors")
+        XCTAssertNil(st.entries["lm_head.weight"])
+        XCTAssertEqual(Set(st.entries.keys), Set(loaded.parameters.names))
+        XCTAssertTrue(st.entries.values.allSatisfy { $0.dtype == .f32 })
+
+        let config = try ModelConfig.load(path: out + "/config.json")
+        XCTAssertEqual(config.text, loaded.config.text)
+        XCTAssertEqual(config.tieWordEmbeddings, true)
+        XCTAssertEqual(config.bosTokenId, loaded.config.bosTokenId)
+        XCTAssertEqual(config.eosTokenIds, loaded.config.eosTokenIds)
+
+        let ggufModel = try VLMModel.load(path: path)
+        let folderModel = try VLMModel.load(path: out)
+        XCTAssertEqual(folderModel.stopTokenIds, ggufModel.stopTokenIds)
+        // Same tokenizer ids (including the chat specials) and the same prompt.
+        for probe in Self.tokenizerProbes {
+            XCTAssertEqual(folderModel.tokenizer.encode(probe), ggufModel.tokenizer.encode(probe), probe)
+        }
+        let conv = [ChatMessage.user([.text("What is 12 + 30?")])]
+        let a = try ggufModel.prepare([conv]), b = try folderModel.prepare([conv])
+        XCTAssertEqual(a.inputIds, b.inputIds)
+        let params = GenerationParameters(maxNewTokens: 12, stopAtEOS: false)
+        var s1 = GenerationStats(), s2 = GenerationStats()
+        var la: [[Float]] = [], lb: [[Float]] = []
+        let ga = try ggufModel.generate(a, parameters: params, stats: &s1) { la.append($0) }
+        let gb = try folderModel.generate(b, parameters: params, stats: &s2) { lb.append($0) }
+        XCTAssertEqual(ga[0].tokenIds, gb[0].tokenIds)
+        var maxDiff: Float = 0, maxAbs: Float = 0
+        for (x, y) in zip(la, lb) { for (u, v) in zip(x, y) { maxDiff = max(maxDiff, abs(u - v)); maxAbs = max(maxAbs, abs(u)) } }
+        print("SmolLM2 GGUF vs f32 folder: tokens \(ga[0].tokenIds), max |logit diff| \(maxDiff) over \(la.count) steps (max |logit| \(maxAbs))")
+        XCTAssertLessThan(maxDiff, 1e-3)
+    }
+
+    /// transformers loads the GGUF-derived folder (AutoModelForCausalLM, AutoTokenizer): same ids
+    /// for the probes and close logits for a prompt. Needs /tmp/assay-torch-venv.
+    func testTransformersLoadsGGUFDerivedFolder() throws {
+        let python = "/tmp/assay-torch-venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw XCTSkip("\(python) not found: the transformers cross-check is skipped")
+        }
+        let path = try Fixtures.smolLM2Path()
+        let loaded = try TrainingCheckpoint.load(path: path, log: quiet)
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let out = tmp + "/smollm2-hf"
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        let model = try VLMModel.load(path: out)
+        let prompt = model.tokenizer.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+        let logits = try model.promptLogits(model.prepare(tokenIds: [prompt]))
+        let v = model.config.text.vocabSize
+        let last = Array(logits[(prompt.count - 1) * v..<prompt.count * v])
+        let script = """
+            import json, sys, torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+            d, probes, ids = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+            tok = AutoTokenizer.from_pretrained(d)
+            m = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
+            m.eval()
+            with torch.no_grad():
+                out = m(torch.tensor([ids])).logits[0, -1].tolist()
+            enc = [tok(p, add_special_tokens=False)["input_ids"] for p in probes]
+            chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+            print(json.dumps({"encodings": enc, "logits": out, "chat": chat}))
+            """
+        let probes = String(decoding: try JSONSerialization.data(withJSONObject: Self.tokenizerProbes), as: UTF8.self)
+        let ids = String(decoding: try JSONSerialization.data(withJSONObject: prompt), as: UTF8.self)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script, out, probes, ids]
+        let pipe = Pipe(), errPipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errPipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let err = errPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, String(decoding: err, as: UTF8.self))
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let enc = try XCTUnwrap(obj["encodings"] as? [[Int]])
+        for (probe, ids) in zip(Self.tokenizerProbes, enc) { XCTAssertEqual(ids, model.tokenizer.encode(probe), probe) }
+        let theirs = try XCTUnwrap(obj["logits"] as? [NSNumber]).map(\.floatValue)
+        XCTAssertEqual(theirs.count, v)
+        let diff = zip(theirs, last).map { abs($0 - $1) }.max() ?? .infinity
+        let argmaxOurs = last.indices.max { last[$0] < last[$1] }, argmaxTheirs = theirs.indices.max { theirs[$0] < theirs[$1] }
+        print("transformers vs runtime on the GGUF-derived folder: max |logit diff| \(diff), argmax \(argmaxTheirs ?? -1) / \(argmaxOurs ?? -1)")
+        XCTAssertEqual(argmaxOurs, argmaxTheirs)
+        XCTAssertLessThan(diff, 1e-2)
+        let chat = try XCTUnwrap(obj["chat"] as? String)
+        XCTAssertEqual(chat, try model.template.render([ChatMessage.user([.text("Hi")])]) + "")
+    }
 }
