@@ -7,8 +7,9 @@ extension TrainingCheckpoint {
     /// replaceable by the next save.
     public static let markerFileName = "assay-checkpoint.json"
 
-    /// Test hook: called with a stage name ("tensors-written", "before-rename") during `save`; a
-    /// throw simulates an interrupted save.
+    /// Test hook: called with a stage name ("tensors-written", "before-rename", and "rename" —
+    /// between moving a previous save aside and renaming the new one in) during `save`; a throw
+    /// simulates an interrupted save or a failed rename.
     nonisolated(unsafe) static var faultInjection: ((String) throws -> Void)?
 
     /// Writes `parameters` as a checkpoint in `out`.
@@ -105,6 +106,12 @@ extension TrainingCheckpoint {
         let old = (parent as NSString).appendingPathComponent(".\((out as NSString).lastPathComponent).old-\(randomSuffix())")
         guard rename(out, old) == 0 else {
             throw TrainingCheckpointError.writeFailed(path: out, reason: "moving the previous save aside: \(String(cString: strerror(errno)))")
+        }
+        do {
+            try faultInjection?("rename")
+        } catch {
+            _ = rename(old, out)
+            throw error
         }
         guard rename(partial, out) == 0 else {
             let reason = String(cString: strerror(errno))

@@ -391,14 +391,15 @@ final class TrainingCheckpointTests: XCTestCase {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), ["out"], stage)
             XCTAssertEqual(try files(out), before, stage)
         }
-        // A rename that fails (the parent made read-only) leaves the previous save in place.
-        TrainingCheckpoint.faultInjection = { if $0 == "before-rename" { chmod(tmp, 0o555) } }
-        defer { chmod(tmp, 0o755) }
-        if getuid() != 0 {
-            XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet))
-            chmod(tmp, 0o755)
-            XCTAssertEqual(try files(out), before)
-        }
+        // The rename of the new folder fails after the previous save was moved aside: it is put back.
+        TrainingCheckpoint.faultInjection = { if $0 == "rename" { throw Interrupted() } }
+        XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), ["out"])
+        XCTAssertEqual(try files(out), before)
+        TrainingCheckpoint.faultInjection = nil
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        XCTAssertEqual(try TrainingCheckpoint.load(path: out, log: quiet).parameters["model.norm.weight"]?.value[0], 9)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), ["out"])
     }
 
     // MARK: - GGUF → Hugging Face folder
@@ -425,6 +426,11 @@ final class TrainingCheckpointTests: XCTestCase {
         XCTAssertEqual(Set(st.entries.keys), Set(loaded.parameters.names))
         XCTAssertTrue(st.entries.values.allSatisfy { $0.dtype == .f32 })
 
+        if ProcessInfo.processInfo.environment["ASSAY_PRINT_EXPORT"] != nil {
+            for n in ["config.json", "generation_config.json", "special_tokens_map.json", "tokenizer_config.json"] {
+                print(String(decoding: try Data(contentsOf: URL(fileURLWithPath: out + "/" + n)).prefix(1500), as: UTF8.self))
+            }
+        }
         let config = try ModelConfig.load(path: out + "/config.json")
         XCTAssertEqual(config.text, loaded.config.text)
         XCTAssertEqual(config.tieWordEmbeddings, true)
@@ -453,29 +459,17 @@ final class TrainingCheckpointTests: XCTestCase {
         XCTAssertLessThan(maxDiff, 1e-3)
     }
 
-    /// transformers loads the GGUF-derived folder (AutoModelForCausalLM, AutoTokenizer): same ids
-    /// for the probes and close logits for a prompt. Needs /tmp/assay-torch-venv.
-    func testTransformersLoadsGGUFDerivedFolder() throws {
-        let python = "/tmp/assay-torch-venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw XCTSkip("\(python) not found: the transformers cross-check is skipped")
-        }
-        let path = try Fixtures.smolLM2Path()
-        let loaded = try TrainingCheckpoint.load(path: path, log: quiet)
-        let tmp = try Fixtures.temporaryDirectory(for: self).path
-        let out = tmp + "/smollm2-hf"
-        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
-        let model = try VLMModel.load(path: out)
-        let prompt = model.tokenizer.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
-        let logits = try model.promptLogits(model.prepare(tokenIds: [prompt]))
-        let v = model.config.text.vocabSize
-        let last = Array(logits[(prompt.count - 1) * v..<prompt.count * v])
+    static let python = "/tmp/assay-torch-venv/bin/python"
+
+    /// Runs transformers on `folder`: last-position logits for `ids`, the probes' ids, and the
+    /// chat template's rendering of one user turn.
+    func transformers(_ folder: String, ids: [Int], probes: [String]) throws -> (logits: [Float], encodings: [[Int]], chat: String) {
         let script = """
             import json, sys, torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
             d, probes, ids = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
             tok = AutoTokenizer.from_pretrained(d)
-            m = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.float32)
+            m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
             m.eval()
             with torch.no_grad():
                 out = m(torch.tensor([ids])).logits[0, -1].tolist()
@@ -483,11 +477,11 @@ final class TrainingCheckpointTests: XCTestCase {
             chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
             print(json.dumps({"encodings": enc, "logits": out, "chat": chat}))
             """
-        let probes = String(decoding: try JSONSerialization.data(withJSONObject: Self.tokenizerProbes), as: UTF8.self)
-        let ids = String(decoding: try JSONSerialization.data(withJSONObject: prompt), as: UTF8.self)
+        let probeJSON = String(decoding: try JSONSerialization.data(withJSONObject: probes), as: UTF8.self)
+        let idJSON = String(decoding: try JSONSerialization.data(withJSONObject: ids), as: UTF8.self)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, out, probes, ids]
+        process.executableURL = URL(fileURLWithPath: Self.python)
+        process.arguments = ["-c", script, folder, probeJSON, idJSON]
         let pipe = Pipe(), errPipe = Pipe()
         process.standardOutput = pipe
         process.standardError = errPipe
@@ -495,18 +489,182 @@ final class TrainingCheckpointTests: XCTestCase {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         let err = errPipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, String(decoding: err, as: UTF8.self))
-        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        let enc = try XCTUnwrap(obj["encodings"] as? [[Int]])
-        for (probe, ids) in zip(Self.tokenizerProbes, enc) { XCTAssertEqual(ids, model.tokenizer.encode(probe), probe) }
-        let theirs = try XCTUnwrap(obj["logits"] as? [NSNumber]).map(\.floatValue)
-        XCTAssertEqual(theirs.count, v)
-        let diff = zip(theirs, last).map { abs($0 - $1) }.max() ?? .infinity
-        let argmaxOurs = last.indices.max { last[$0] < last[$1] }, argmaxTheirs = theirs.indices.max { theirs[$0] < theirs[$1] }
-        print("transformers vs runtime on the GGUF-derived folder: max |logit diff| \(diff), argmax \(argmaxTheirs ?? -1) / \(argmaxOurs ?? -1)")
-        XCTAssertEqual(argmaxOurs, argmaxTheirs)
-        XCTAssertLessThan(diff, 1e-2)
-        let chat = try XCTUnwrap(obj["chat"] as? String)
-        XCTAssertEqual(chat, try model.template.render([ChatMessage.user([.text("Hi")])]) + "")
+        guard process.terminationStatus == 0, let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let enc = obj["encodings"] as? [[Int]], let logits = obj["logits"] as? [NSNumber], let chat = obj["chat"] as? String else {
+            XCTFail("transformers failed on \(folder): \(String(decoding: err, as: UTF8.self).suffix(3000))")
+            throw XCTSkip("transformers failed")
+        }
+        return (logits.map(\.floatValue), enc, chat)
+    }
+
+    /// transformers loads the GGUF-derived folders (AutoModelForCausalLM, AutoTokenizer): SmolLM2
+    /// (Llama) and a tiny Qwen2 give the same ids for the probes, the same chat prompt and close
+    /// logits. Needs /tmp/assay-torch-venv.
+    func testTransformersLoadsGGUFDerivedFolder() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.python) else {
+            throw XCTSkip("\(Self.python) not found: the transformers cross-check is skipped")
+        }
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let qwen = tmp + "/qwen2.gguf"
+        try Data(tinyTokenizerGGUF(arch: "qwen2", pre: "qwen2")).write(to: URL(fileURLWithPath: qwen))
+        var cases = [(qwen, ["abc ab cab", "a<|im_end|>b c"], "tiny qwen2")]
+        if let smol = try? Fixtures.smolLM2Path() { cases.insert((smol, Self.tokenizerProbes, "SmolLM2"), at: 0) }
+        for (path, probes, label) in cases {
+            let loaded = try TrainingCheckpoint.load(path: path, log: quiet)
+            let out = tmp + "/" + label.replacingOccurrences(of: " ", with: "-")
+            try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+            let model = try VLMModel.load(path: out)
+            let text = try model.template.render([ChatMessage.user([.text("What is the capital of France?")])])
+            let prompt = model.tokenizer.encode(text)
+            let logits = try model.promptLogits(model.prepare(tokenIds: [prompt]))
+            let v = model.config.text.vocabSize
+            let last = Array(logits[(prompt.count - 1) * v..<prompt.count * v])
+            let theirs = try transformers(out, ids: prompt, probes: probes)
+            for (probe, ids) in zip(probes, theirs.encodings) { XCTAssertEqual(ids, model.tokenizer.encode(probe), "\(label): \(probe)") }
+            XCTAssertEqual(theirs.logits.count, v)
+            let diff = zip(theirs.logits, last).map { abs($0 - $1) }.max() ?? .infinity
+            let argmaxOurs = last.indices.max { last[$0] < last[$1] }
+            let argmaxTheirs = theirs.logits.indices.max { theirs.logits[$0] < theirs.logits[$1] }
+            print("transformers vs runtime, \(label) GGUF-derived folder: \(prompt.count) prompt tokens, max |logit diff| \(diff), argmax \(argmaxTheirs ?? -1) / \(argmaxOurs ?? -1)")
+            XCTAssertEqual(argmaxOurs, argmaxTheirs, label)
+            XCTAssertLessThan(diff, 1e-3, label)
+            XCTAssertEqual(theirs.chat, try model.template.render([ChatMessage.user([.text("Hi")])]), label)
+        }
+    }
+
+    // MARK: - f16 folders, tiny GGUF exports
+
+    /// Writes a safetensors file by hand: (name, dtype, shape, little-endian bytes).
+    func writeSafetensors(_ path: String, _ tensors: [(String, DType, [Int], Data)]) throws {
+        var header: [String: Any] = ["__metadata__": ["format": "pt"]]
+        var offset = 0
+        for (name, dtype, shape, data) in tensors {
+            header[name] = ["dtype": dtype.rawValue, "shape": shape, "data_offsets": [offset, offset + data.count]]
+            offset += data.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for t in tensors { out.append(t.3) }
+        try out.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// An f16 copy of a fixture loads as the exact upcast, saves back byte-identical, and a
+    /// changed value is stored rounded to nearest even.
+    func testF16FolderRoundTrip() throws {
+        let dir = try Fixtures.require("goldens/qwen2_vl_tiny/checkpoint").path
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        let f16 = tmp + "/f16"
+        try FileManager.default.createDirectory(atPath: f16, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name != "model.safetensors" {
+            try Data(contentsOf: URL(fileURLWithPath: dir + "/" + name)).write(to: URL(fileURLWithPath: f16 + "/" + name))
+        }
+        let src = try SafeTensorsFile(path: dir + "/model.safetensors")
+        var tensors: [(String, DType, [Int], Data)] = []
+        for name in src.entries.keys.sorted() {
+            let e = try XCTUnwrap(src.entries[name])
+            let halves = try src.floats(e).map { Float16($0).bitPattern.littleEndian }
+            tensors.append((name, .f16, e.shape, halves.withUnsafeBytes { Data($0) }))
+        }
+        try writeSafetensors(f16 + "/model.safetensors", tensors)
+        let loaded = try TrainingCheckpoint.load(path: f16, log: quiet)
+        let hub = try TrainingCheckpoint.load(path: dir, log: quiet)
+        for p in hub.parameters.parameters {
+            XCTAssertEqual(loaded.parameters[p.name]?.value, p.value.map { Float(Float16($0)) }, p.name)
+        }
+        let out = tmp + "/out"
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: f16 + "/model.safetensors")))
+        loaded.parameters["model.norm.weight"]?.value[3] = 1.0001
+        try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+        XCTAssertEqual(try TrainingCheckpoint.load(path: out, log: quiet).parameters["model.norm.weight"]?.value[3], Float(Float16(Float(1.0001))))
+    }
+
+    /// A tiny f32 GGUF (llama with permuted q/k, or qwen2 with q/k/v biases) with a small gpt2
+    /// vocabulary, exported as a folder: the runtime gives the same logits for both.
+    func tinyTokenizerGGUF(arch: String, pre: String) throws -> [UInt8] {
+        let h = 32, heads = 2, kv = 1, hd = 16, ff = 48, layers = 2
+        let tokens = ["a", "b", "c", "ab", "Ġ", "abc", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        var meta = GGUFMetadata()
+        meta.set("general.architecture", .string(arch))
+        meta.set("\(arch).embedding_length", .uint32(UInt32(h)))
+        meta.set("\(arch).block_count", .uint32(UInt32(layers)))
+        meta.set("\(arch).attention.head_count", .uint32(UInt32(heads)))
+        meta.set("\(arch).attention.head_count_kv", .uint32(UInt32(kv)))
+        meta.set("\(arch).feed_forward_length", .uint32(UInt32(ff)))
+        meta.set("\(arch).attention.layer_norm_rms_epsilon", .float32(1e-6))
+        meta.set("\(arch).rope.freq_base", .float32(10000))
+        meta.set("\(arch).context_length", .uint32(256))
+        meta.set("tokenizer.ggml.model", .string("gpt2"))
+        meta.set("tokenizer.ggml.pre", .string(pre))
+        meta.set("tokenizer.ggml.tokens", .array(.string(tokens)))
+        meta.set("tokenizer.ggml.token_type", .array(.int32([1, 1, 1, 1, 1, 1, 3, 3, 3])))
+        meta.set("tokenizer.ggml.merges", .array(.string(["a b", "ab c"])))
+        meta.set("tokenizer.ggml.bos_token_id", .uint32(7))
+        meta.set("tokenizer.ggml.eos_token_id", .uint32(8))
+        meta.set("tokenizer.ggml.padding_token_id", .uint32(6))
+        meta.set("tokenizer.chat_template", .string("""
+            {% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\
+            {% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}
+            """))
+        var w = GGUFWriter(metadata: meta)
+        var seed: UInt32 = 1
+        func values(_ n: Int, scale: Float = 0.3) -> [Float] {
+            (0..<n).map { _ in seed = seed &* 1_664_525 &+ 1_013_904_223; return (Float(seed >> 8) / Float(1 << 24) - 0.5) * scale }
+        }
+        func norm(_ n: Int) -> [Float] { values(n, scale: 0.2).map { 1 + $0 } }
+        try w.addTensor(name: "token_embd.weight", dimensions: [h, tokens.count], floats: values(h * tokens.count, scale: 2))
+        for l in 0..<layers {
+            let b = "blk.\(l)."
+            try w.addTensor(name: b + "attn_norm.weight", dimensions: [h], floats: norm(h))
+            try w.addTensor(name: b + "ffn_norm.weight", dimensions: [h], floats: norm(h))
+            for (n, rows) in [("attn_q", heads * hd), ("attn_k", kv * hd), ("attn_v", kv * hd)] {
+                try w.addTensor(name: b + n + ".weight", dimensions: [h, rows], floats: values(h * rows))
+                if arch == "qwen2" { try w.addTensor(name: b + n + ".bias", dimensions: [rows], floats: values(rows)) }
+            }
+            try w.addTensor(name: b + "attn_output.weight", dimensions: [heads * hd, h], floats: values(h * heads * hd))
+            try w.addTensor(name: b + "ffn_gate.weight", dimensions: [h, ff], floats: values(h * ff))
+            try w.addTensor(name: b + "ffn_up.weight", dimensions: [h, ff], floats: values(h * ff))
+            try w.addTensor(name: b + "ffn_down.weight", dimensions: [ff, h], floats: values(h * ff))
+        }
+        try w.addTensor(name: "output_norm.weight", dimensions: [h], floats: norm(h))
+        if arch == "qwen2" { try w.addTensor(name: "output.weight", dimensions: [h, tokens.count], floats: values(h * tokens.count)) }
+        return w.serialize()
+    }
+
+    func testTinyGGUFExportsRunTheSame() throws {
+        let tmp = try Fixtures.temporaryDirectory(for: self).path
+        for (arch, pre) in [("llama", "smollm"), ("qwen2", "qwen2"), ("llama", "llama-bpe"), ("llama", "gpt2")] {
+            let gguf = tmp + "/\(arch)-\(pre).gguf"
+            try Data(tinyTokenizerGGUF(arch: arch, pre: pre)).write(to: URL(fileURLWithPath: gguf))
+            let loaded = try TrainingCheckpoint.load(path: gguf, log: quiet)
+            XCTAssertEqual(loaded.parameters["lm_head.weight"] == nil, arch == "llama")
+            let out = tmp + "/\(arch)-\(pre)"
+            try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: out, log: quiet)
+            let cfg = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any])
+            XCTAssertEqual(cfg["architectures"] as? [String], [arch == "llama" ? "LlamaForCausalLM" : "Qwen2ForCausalLM"])
+            let a = try VLMModel.load(path: gguf), b = try VLMModel.load(path: out)
+            XCTAssertEqual(b.config.text, a.config.text)
+            for probe in ["abc ab cab", "a<|im_end|>b", "ab 12 c"] {
+                XCTAssertEqual(b.tokenizer.encode(probe), a.tokenizer.encode(probe), "\(pre): \(probe)")
+            }
+            let ids = [[7, 0, 1, 3, 4, 5, 2, 8, 7, 3]]
+            let la = try a.promptLogits(a.prepare(tokenIds: ids)), lb = try b.promptLogits(b.prepare(tokenIds: ids))
+            let diff = zip(la, lb).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(diff, 1e-5, "\(arch)/\(pre)")
+        }
+        // A pre-tokenizer the runtime does not know cannot be exported.
+        let odd = tmp + "/odd.gguf"
+        try Data(tinyTokenizerGGUF(arch: "llama", pre: "no-such-pre")).write(to: URL(fileURLWithPath: odd))
+        let loaded = try TrainingCheckpoint.load(path: odd, log: quiet)
+        XCTAssertThrowsError(try TrainingCheckpoint.save(loaded.parameters, loadedFrom: loaded, to: tmp + "/odd", log: quiet)) {
+            guard case .unsupportedForExport(odd, let what, _)? = $0 as? TrainingCheckpointError else { return XCTFail("\($0)") }
+            XCTAssertTrue(what.contains("no-such-pre"))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/odd"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp).filter { $0.hasPrefix(".") }, [])
     }
 }
