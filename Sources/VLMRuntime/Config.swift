@@ -531,7 +531,7 @@ public struct ProcessorConfig: Sendable, Equatable {
 /// (`model.*`, `visual.*`, `lm_head.*`) in this one table.
 package enum WeightLayout {
     /// (prefix in the file, canonical prefix), first match wins.
-    package static let prefixes: [(String, String)] = [
+    static let prefixes: [(String, String)] = [
         ("model.language_model.", "model."),   // transformers ≥ 4.52 / v5
         ("model.visual.", "visual."),          // transformers ≥ 4.52 / v5
         ("language_model.model.", "model."),   // mlx
