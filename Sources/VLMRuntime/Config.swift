@@ -529,7 +529,7 @@ public struct ProcessorConfig: Sendable, Equatable {
 
 /// Where a checkpoint's tensor names come from. Every layout is mapped onto the Hub names
 /// (`model.*`, `visual.*`, `lm_head.*`) in this one table.
-enum WeightLayout {
+package enum WeightLayout {
     /// (prefix in the file, canonical prefix), first match wins.
     static let prefixes: [(String, String)] = [
         ("model.language_model.", "model."),   // transformers ≥ 4.52 / v5
@@ -542,7 +542,7 @@ enum WeightLayout {
         ("lm_head.", "lm_head."),
     ]
 
-    static func canonical(_ name: String) -> String? {
+    package static func canonical(_ name: String) -> String? {
         for (from, to) in prefixes where name.hasPrefix(from) {
             return to + name.dropFirst(from.count)
         }

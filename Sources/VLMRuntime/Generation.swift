@@ -240,7 +240,7 @@ public final class VLMModel: @unchecked Sendable {
     }
 
     /// Control-token texts that end a turn in common chat formats (llama.cpp's end-of-generation list).
-    static let endOfTurnTokens: Set<String> = [
+    package static let endOfTurnTokens: Set<String> = [
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<|eom_id|>", "<|return|>", "<|end_of_text|>",
     ]
 

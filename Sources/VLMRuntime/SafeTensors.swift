@@ -294,7 +294,7 @@ func halfToFloat(_ h: UInt16) -> Float {
 
 /// Float32 → bf16 with round-to-nearest-even, as torch does when casting.
 @inline(__always)
-func floatToBF16(_ f: Float) -> UInt16 {
+package func floatToBF16(_ f: Float) -> UInt16 {
     let bits = f.bitPattern
     if f.isNaN { return 0x7FC0 }
     let rounding = ((bits >> 16) & 1) + 0x7FFF

@@ -72,7 +72,7 @@ extension ModelConfig {
     }
 
     /// Whether the GGUF stores Q/K in llama.cpp's rotary order (see `ggufArchitectures`).
-    static func ggufPermutedQK(_ file: GGUFFile) -> Bool {
+    package static func ggufPermutedQK(_ file: GGUFFile) -> Bool {
         (try? file.metadata.string("general.architecture")).flatMap { $0 }.flatMap { ggufArchitectures[$0]?.permutedQK } ?? false
     }
 

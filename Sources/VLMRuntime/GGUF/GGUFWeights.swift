@@ -8,7 +8,7 @@ import Foundation
 /// adjacent-pair rotary order (see `LlamaRotaryOrder`); those rows are put back into Hugging Face
 /// order here (a copy of whole rows, so the blocks themselves are untouched), which lets the one
 /// decoder apply rotate-half RoPE to every checkpoint.
-struct GGUFWeights: DecoderWeights {
+package struct GGUFWeights: DecoderWeights {
     let file: GGUFFile
     /// Whether Q/K rows are stored in llama.cpp's rotary order (architectures llama.cpp runs
     /// with its "normal" RoPE; not Qwen2, which uses the NEOX layout as Hugging Face does).
@@ -16,7 +16,7 @@ struct GGUFWeights: DecoderWeights {
     let headDim: Int
 
     /// The GGUF name of a canonical tensor name, or nil when there is no counterpart.
-    static func ggufName(_ canonical: String) -> String? {
+    package static func ggufName(_ canonical: String) -> String? {
         let fixed = [
             "model.embed_tokens.weight": "token_embd.weight",
             "model.norm.weight": "output_norm.weight",
