@@ -16,6 +16,12 @@ public enum GRPOBatchError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// A JSON number (JSONSerialization's booleans are NSNumbers too: their objCType is "c").
+func jsonNumber(_ v: Any) -> NSNumber? {
+    guard let n = v as? NSNumber, n.objCType.pointee != CChar(UInt8(ascii: "c")) else { return nil }
+    return n
+}
+
 /// One GRPO step's input, as `assay train grpo-step --batch BATCH.json` reads it.
 public struct GRPOBatch: Sendable {
     public enum Completion: Sendable { case ids([Int]), text(String) }
@@ -49,7 +55,7 @@ public struct GRPOBatch: Sendable {
         }
         func number(_ key: String, _ value: Any?) throws -> Double? {
             guard let value else { return nil }
-            guard let n = value as? NSNumber, CFGetTypeID(n) != CFBooleanGetTypeID(), n.doubleValue.isFinite else {
+            guard let n = jsonNumber(value), n.doubleValue.isFinite else {
                 throw GRPOBatchError.field(key, "expected a finite number, got \(value)")
             }
             return n.doubleValue
@@ -106,7 +112,7 @@ public struct GRPOBatch: Sendable {
                 guard let list = ids as? [Any], !list.isEmpty else { throw GRPOBatchError.completion(i, field: "completions", "\"ids\" must be a non-empty list") }
                 var out: [Int] = []
                 for v in list {
-                    guard let n = v as? NSNumber, CFGetTypeID(n) != CFBooleanGetTypeID(), n.doubleValue == n.doubleValue.rounded(),
+                    guard let n = jsonNumber(v), n.doubleValue == n.doubleValue.rounded(),
                           abs(n.doubleValue) < 1e15 else {
                         throw GRPOBatchError.completion(i, field: "completions", "\"ids\" holds \(v), not an integer token id")
                     }
@@ -167,7 +173,7 @@ public struct GRPOBatch: Sendable {
             return try rows.enumerated().map { i, row in
                 guard let list = row as? [Any] else { throw GRPOBatchError.completion(i, field: key, "not a list") }
                 return try list.map { x in
-                    guard let n = x as? NSNumber, CFGetTypeID(n) != CFBooleanGetTypeID(), n.doubleValue.isFinite else {
+                    guard let n = jsonNumber(x), n.doubleValue.isFinite else {
                         throw GRPOBatchError.completion(i, field: key, "\(x) is not a finite number")
                     }
                     return n.floatValue

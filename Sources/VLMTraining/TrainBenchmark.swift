@@ -25,9 +25,9 @@ public enum TrainBenchmark {
         public var threads: Int
     }
 
-    /// Runs `rounds` timed steps after one warm-up step (not counted).
+    /// Runs `rounds` timed steps after one warm-up step (not counted) when `warmUp`.
     public static func run(model: PolicyModel, groupSize G: Int, promptTokens P: Int, completionTokens C: Int,
-                           rounds: Int, seed: UInt64 = 0, progress: ((Int, Double) -> Void)? = nil) throws -> Figures {
+                           rounds: Int, seed: UInt64 = 0, warmUp: Bool = true, progress: ((Int, Double) -> Void)? = nil) throws -> Figures {
         guard G >= 1, P >= 1, C >= 1, rounds >= 1 else {
             throw TrainingModelError.badInput("group size, prompt and completion tokens and rounds must be at least 1")
         }
@@ -43,7 +43,7 @@ public enum TrainBenchmark {
         let total = Float(G * C)
         var times: [Double] = []
         var scratch = 0
-        for r in 0...rounds {
+        for r in (warmUp ? 0 : 1)...rounds {
             model.parameters.zeroGradients()
             var stats = PolicyPassStats()
             let t0 = Date()

@@ -63,10 +63,11 @@ struct CriticBuildCommand: ParsableCommand {
     }
 }
 
-/// `assay train …`: training exports (and, later, the embedded trainer).
+/// `assay train …`: the embedded GRPO core and exports for EasyR1/veRL.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "GRPO training: exports for EasyR1/veRL.", subcommands: [TrainExportCommand.self])
+        commandName: "train", abstract: "GRPO training: one embedded step (grpo-step) and exports for EasyR1/veRL.",
+        subcommands: [TrainGRPOStepCommand.self, TrainExportCommand.self])
 }
 
 struct TrainExportCommand: ParsableCommand {
