@@ -249,7 +249,7 @@ public struct GRPOStepResult: Sendable, Encodable {
 /// One GRPO step on a checkpoint: log-probs on the training path, the objective, gradients, the
 /// global norm, optional clipping, one AdamW step and the updated checkpoint (`out`).
 public enum GRPOStep {
-    public static func run(modelPath: String, batch: GRPOBatch, out: String?, freezeVision: Bool,
+    public static func run(modelPath: String, batch: GRPOBatch, out: String?, freezeVision: Bool, microBatch: Int? = nil,
                            log: (String) -> Void = TrainingCheckpoint.standardErrorLog) throws -> GRPOStepResult {
         let started = Date()
         let runtime = try VLMModel.load(path: modelPath)
@@ -289,7 +289,8 @@ public enum GRPOStep {
         var evaluation: GRPOLossResult? = nil
         var stats = PolicyPassStats()
         model.parameters.zeroGradients()
-        let logprobs = try model.backward(prompt: prompt, completions: completions, temperature: settings.temperature, stats: &stats) { lp in
+        let logprobs = try model.backward(prompt: prompt, completions: completions, temperature: settings.temperature,
+                                          microBatch: microBatch ?? completions.count, stats: &stats) { lp in
             let r = try GRPOObjective.evaluate(logprobs: lp, old: batch.oldLogprobs, ref: batch.refLogprobs, advantages: advantages, settings: settings)
             evaluation = r
             return r.dLogprobs

@@ -60,6 +60,12 @@ public struct PolicyPassStats: Sendable {
 public final class PolicyModel: @unchecked Sendable {
     public let config: ModelConfig
     public let parameters: ParameterSet
+    /// Bytes the backward may keep of one pass's logits (tokens × vocab floats) instead of
+    /// recomputing the head's product; beyond it they are recomputed one completion at a time.
+    public var keptLogitsBudget = 1 << 30
+    /// Bytes the forward may keep of layers' gate/up outputs so the recompute before each
+    /// layer's backward skips those two products (the rest of the layer is always recomputed).
+    public var keptActivationsBudget = 480 << 20
     let layout: PolicyLayout
     let invFreq: [Float]
     let pairAxis: [Int]
@@ -99,6 +105,38 @@ public final class PolicyModel: @unchecked Sendable {
         try withoutActuallyEscaping(objective) { o in
             try run(prompt: prompt, completions: completions, temperature: temperature, objective: o, stats: &stats)
         }
+    }
+
+    /// The same in micro-batches of at most `microBatch` completions (gradient accumulation): a
+    /// forward-only pass gives every log-prob, the objective sees them all at once (group
+    /// advantages and token-mean denominators need the whole group), then each micro-batch runs
+    /// forward and backward with its slice of ∂loss/∂logp. Activation memory follows the
+    /// micro-batch, at the price of one more forward.
+    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, microBatch: Int, stats: inout PolicyPassStats,
+                         objective: ([[Float]]) throws -> [[Float]]) throws -> [[Float]] {
+        guard microBatch >= 1, microBatch < completions.count else {
+            return try backward(prompt: prompt, completions: completions, temperature: temperature, stats: &stats, objective: objective)
+        }
+        let started = Date()
+        let all = try logprobs(prompt: prompt, completions: completions, temperature: temperature)
+        let d = try objective(all)
+        guard d.count == completions.count else {
+            throw TrainingModelError.badInput("the objective returned \(d.count) gradients for \(completions.count) completions")
+        }
+        var peak = 0
+        for start in stride(from: 0, to: completions.count, by: microBatch) {
+            let part = start..<min(completions.count, start + microBatch)
+            var s = PolicyPassStats()
+            _ = try backward(prompt: prompt, completions: Array(completions[part]), temperature: temperature, stats: &s) { _ in Array(d[part]) }
+            peak = max(peak, s.scratchPeakBytes)
+            stats.imagePatches = s.imagePatches
+        }
+        stats.promptTokens = prompt.ids.count
+        stats.completionTokens = completions.reduce(0) { $0 + $1.count }
+        stats.decoderRows = prompt.ids.count + completions.reduce(0) { $0 + $1.count - 1 }
+        stats.scratchPeakBytes = peak
+        stats.seconds = Date().timeIntervalSince(started)
+        return all
     }
 
     // MARK: - The pass
@@ -197,10 +235,20 @@ public final class PolicyModel: @unchecked Sendable {
             let acts = LayerActivations(rows: N, config: c, probabilities: attention.probabilityCount, gradients: wantsGradient)
             let rope = (cos: UnsafePointer(cosT), sin: UnsafePointer(sinT))
 
+            // The MLP's gate and up outputs (half of a layer's product FLOPs) of as many layers as
+            // `keptActivationsBudget` holds are kept, so their recompute skips those products.
+            let inter = c.intermediateSize
+            let perLayer = 2 * N * inter * 4
+            let keptLayers = wantsGradient ? min(depth - 1, keptActivationsBudget / max(1, perLayer)) : 0
+            let keptGU = (0..<keptLayers).map { _ in scratch.take(2 * N * inter) }
             for l in 0..<depth {
                 let input = wantsGradient ? xs[l] : xs[l % 2]
                 let output = wantsGradient ? xs[l + 1] : xs[(l + 1) % 2]
-                layerForward(layout.layers[l], pv, x: input, y: output, rows: N, acts: acts, attention: attention, rope: rope)
+                PhaseTimer.measure("forward") { layerForward(layout.layers[l], pv, x: input, y: output, rows: N, acts: acts, attention: attention, rope: rope) }
+                if l < keptLayers {
+                    keptGU[l].update(from: acts.g, count: N * inter)
+                    (keptGU[l] + N * inter).update(from: acts.u, count: N * inter)
+                }
             }
             let last = wantsGradient ? xs[depth] : xs[depth % 2]
             let hf = scratch.take(N * h), rstdF = scratch.take(N)
@@ -209,14 +257,26 @@ public final class PolicyModel: @unchecked Sendable {
             // Log-probabilities at temperature T, one completion at a time.
             let head = pv[layout.head].v
             let maxLen = completions.map(\.count).max() ?? 0
-            let hRows = scratch.take(max(1, maxLen * h)), logits = scratch.take(max(1, maxLen * vocab))
+            // With a gradient to come, the scaled logits and row log-sum-exps of the whole pass are
+            // kept for the backward when they fit `keptLogitsBudget` (else recomputed per completion).
+            let completionTokens = completions.reduce(0) { $0 + $1.count }
+            let keepLogits = wantsGradient && completionTokens * vocab * 4 <= keptLogitsBudget
+            let hRows = scratch.take(max(1, maxLen * h))
+            let logitRows = keepLogits ? completionTokens : maxLen
+            let logitStore = scratch.take(max(1, logitRows * vocab)), lse = scratch.take(max(1, completionTokens))
+            var offsets: [Int] = [], running = 0
+            for comp in completions { offsets.append(running); running += comp.count }
+            func logits(_ i: Int) -> UnsafeMutablePointer<Float> { keepLogits ? logitStore + offsets[i] * vocab : logitStore }
             func rows(_ i: Int) -> [Int] { [P - 1] + (0..<(completions[i].count - 1)).map { starts[i] + $0 } }
             var logps: [[Float]] = []
             for (i, comp) in completions.enumerated() {
                 let rs = rows(i)
                 for (t, r) in rs.enumerated() { (hRows + t * h).update(from: hf + r * h, count: h) }
-                TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, logits, ldc: vocab)
-                logps.append(Self.logSoftmaxGather(logits, rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: nil))
+                TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, logits(i), ldc: vocab)
+                logps.append(PhaseTimer.measure("logsoftmax") {
+                    Self.logSoftmaxGather(logits(i), rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: nil,
+                                          lse: lse + offsets[i], scaled: false)
+                })
             }
             guard let objective else { return logps }
 
@@ -229,32 +289,44 @@ public final class PolicyModel: @unchecked Sendable {
                 throw TrainingModelError.badInput("completion \(i): \(g.count) log-prob gradients for \(completions[i].count) tokens")
             }
 
+            let headStart = DispatchTime.now().uptimeNanoseconds
             // Head backward: dZ = dlogp · (onehot − softmax(z/T)) / T; dH = dZ·W; dW += dZᵀ·H.
             let dHf = scratch.take(N * h, zeroed: true)
             let dRows = scratch.take(max(1, maxLen * h))
             for (i, comp) in completions.enumerated() {
                 let rs = rows(i)
                 for (t, r) in rs.enumerated() { (hRows + t * h).update(from: hf + r * h, count: h) }
-                TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, logits, ldc: vocab)
-                _ = Self.logSoftmaxGather(logits, rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: dlogp[i])
-                TrainKernels.gemm(m: rs.count, n: h, k: vocab, logits, lda: vocab, head, ldb: h, beta: 0, dRows, ldc: h)
+                let z = logits(i)
+                if !keepLogits {
+                    TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, z, ldc: vocab)
+                }
+                _ = Self.logSoftmaxGather(z, rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: dlogp[i],
+                                          lse: lse + offsets[i], scaled: keepLogits)
+                TrainKernels.gemm(m: rs.count, n: h, k: vocab, z, lda: vocab, head, ldb: h, beta: 0, dRows, ldc: h)
                 for (t, r) in rs.enumerated() {
                     let src = dRows + t * h, dst = dHf + r * h
                     for j in 0..<h { dst[j] += src[j] }
                 }
                 if let gw = pv[layout.head].grad {
-                    TrainKernels.gemm(transA: true, m: vocab, n: h, k: rs.count, logits, lda: vocab, hRows, ldb: h, beta: 1, gw, ldc: h)
+                    TrainKernels.gemm(transA: true, m: vocab, n: h, k: rs.count, z, lda: vocab, hRows, ldb: h, beta: 1, gw, ldc: h)
                 }
             }
 
+            PhaseTimer.record("head-backward", since: headStart)
             // Final norm, then the layers from the top, each recomputed from its saved input.
             let dX = scratch.take(N * h)
             TrainKernels.rmsNormBackward(dHf, x: last, rows: N, width: h, weight: pv[layout.norm.weight].v, rstd: rstdF,
                                          dx: dX, accumulate: false, dw: pv[layout.norm.weight].grad)
             for l in stride(from: depth - 1, through: 0, by: -1) {
                 let layer = layout.layers[l]
-                layerForward(layer, pv, x: xs[l], y: xs[l + 1], rows: N, acts: acts, attention: attention, rope: rope)
-                layerBackward(layer, pv, x: xs[l], dY: dX, rows: N, acts: acts, attention: attention, rope: rope)
+                // The top layer's intermediates are still those of the forward pass.
+                if l < depth - 1 {
+                    PhaseTimer.measure("recompute") {
+                        layerForward(layer, pv, x: xs[l], y: xs[l + 1], rows: N, acts: acts, attention: attention, rope: rope,
+                                     keptGateUp: l < keptLayers ? UnsafePointer(keptGU[l]) : nil)
+                    }
+                }
+                PhaseTimer.measure("backward") { layerBackward(layer, pv, x: xs[l], dY: dX, rows: N, acts: acts, attention: attention, rope: rope) }
             }
 
             // Embedding rows; image rows go back through the vision tower.
@@ -272,6 +344,7 @@ public final class PolicyModel: @unchecked Sendable {
                 }
             }
             if let pass = visionPass, let dI = dImage { pass.backward(pv, dEmbeds: dI) }
+            PhaseTimer.report()
             return logps
         }
         stats.scratchPeakBytes = MemoryMeter.shared.peak
@@ -283,16 +356,23 @@ public final class PolicyModel: @unchecked Sendable {
     /// dlogp[t]·(onehot − softmax(z/T))/T when `gradient` is given). Row sums in Float64 would
     /// differ from torch's f32 log_softmax by less than its own rounding; f32 max-shifted sums are used.
     static func logSoftmaxGather(_ logits: UnsafeMutablePointer<Float>, rows: Int, vocab: Int, targets: [Int], temperature: Float,
-                                 gradient: [Float]?) -> [Float] {
+                                 gradient: [Float]?, lse lseOut: UnsafeMutablePointer<Float>? = nil, scaled: Bool = false) -> [Float] {
         var out = [Float](repeating: 0, count: rows)
         out.withUnsafeMutableBufferPointer { op in
             TrainKernels.parallelRows(rows, width: vocab) { t in
                 let z = logits + t * vocab
-                var mx = -Float.infinity
-                for j in 0..<vocab { z[j] = z[j] / temperature; mx = max(mx, z[j]) }
-                var sum: Float = 0
-                for j in 0..<vocab { sum += expf(z[j] - mx) }
-                let lse = mx + logf(sum)
+                let lse: Float
+                if scaled, let kept = lseOut {
+                    // z already holds logits / T and kept[t] their log-sum-exp (this pass's forward).
+                    lse = kept[t]
+                } else {
+                    var mx = -Float.infinity
+                    for j in 0..<vocab { z[j] = z[j] / temperature; mx = max(mx, z[j]) }
+                    var sum: Float = 0
+                    for j in 0..<vocab { sum += expf(z[j] - mx) }
+                    lse = mx + logf(sum)
+                    lseOut?[t] = lse
+                }
                 op[t] = z[targets[t]] - lse
                 if let gradient {
                     let g = gradient[t] / temperature
@@ -309,7 +389,7 @@ public final class PolicyModel: @unchecked Sendable {
     typealias Rope = (cos: UnsafePointer<Float>, sin: UnsafePointer<Float>)
 
     private func layerForward(_ L: PolicyLayout.Layer, _ pv: [ParamView], x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows N: Int,
-                              acts a: LayerActivations, attention: SegmentAttention, rope: Rope) {
+                              acts a: LayerActivations, attention: SegmentAttention, rope: Rope, keptGateUp: UnsafePointer<Float>? = nil) {
         let c = config.text
         let h = c.hiddenSize, hd = c.headDim, qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd, inter = c.intermediateSize
         TrainKernels.rmsNorm(x, rows: N, width: h, weight: pv[L.inNorm.weight].v, eps: L.inNorm.eps, into: a.xn1, rstd: a.rstd1)
@@ -318,12 +398,17 @@ public final class PolicyModel: @unchecked Sendable {
         project(L.v, pv, a.xn1, rows: N, into: a.v)
         TrainKernels.rotary(a.q, rows: N, ld: qDim, heads: c.numHeads, headDim: hd, cos: rope.cos, sin: rope.sin, inverse: false)
         TrainKernels.rotary(a.k, rows: N, ld: kvDim, heads: c.numKVHeads, headDim: hd, cos: rope.cos, sin: rope.sin, inverse: false)
-        attention.forward(q: a.q, ldq: qDim, k: a.k, ldk: kvDim, v: a.v, ldv: kvDim, out: a.attn, ldo: qDim, probs: a.probs)
+        PhaseTimer.measure("attention") { attention.forward(q: a.q, ldq: qDim, k: a.k, ldk: kvDim, v: a.v, ldv: kvDim, out: a.attn, ldo: qDim, probs: a.probs) }
         project(L.o, pv, a.attn, rows: N, into: a.x2)
         addInPlace(a.x2, x, N * h)
         TrainKernels.rmsNorm(a.x2, rows: N, width: h, weight: pv[L.postNorm.weight].v, eps: L.postNorm.eps, into: a.xn2, rstd: a.rstd2)
-        project(L.gate, pv, a.xn2, rows: N, into: a.g)
-        project(L.up, pv, a.xn2, rows: N, into: a.u)
+        if let kept = keptGateUp {
+            a.g.update(from: kept, count: N * inter)
+            a.u.update(from: kept + N * inter, count: N * inter)
+        } else {
+            project(L.gate, pv, a.xn2, rows: N, into: a.g)
+            project(L.up, pv, a.xn2, rows: N, into: a.u)
+        }
         TrainKernels.swiGLU(a.g, a.u, count: N * inter, into: a.act)
         project(L.down, pv, a.act, rows: N, into: y)
         addInPlace(y, a.x2, N * h)
@@ -344,8 +429,8 @@ public final class PolicyModel: @unchecked Sendable {
                                      dx: a.dX2, accumulate: true, dw: pv[L.postNorm.weight].grad)
         // Attention: x2 = x + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))).
         projectBackward(L.o, pv, a.dX2, input: a.attn, rows: N, dInput: a.dAttn, accumulate: false)
-        attention.backward(dOut: a.dAttn, ldo: qDim, q: a.q, ldq: qDim, k: a.k, ldk: kvDim, v: a.v, ldv: kvDim, probs: a.probs,
-                           dq: a.dQ, dk: a.dK, dv: a.dV, rows: N)
+        PhaseTimer.measure("attention-backward") { attention.backward(dOut: a.dAttn, ldo: qDim, q: a.q, ldq: qDim, k: a.k, ldk: kvDim, v: a.v, ldv: kvDim, probs: a.probs,
+                           dq: a.dQ, dk: a.dK, dv: a.dV, rows: N) }
         TrainKernels.rotary(a.dQ, rows: N, ld: qDim, heads: c.numHeads, headDim: hd, cos: rope.cos, sin: rope.sin, inverse: true)
         TrainKernels.rotary(a.dK, rows: N, ld: kvDim, heads: c.numKVHeads, headDim: hd, cos: rope.cos, sin: rope.sin, inverse: true)
         projectBackward(L.q, pv, a.dQ, input: a.xn1, rows: N, dInput: a.dXn, accumulate: false)

@@ -57,7 +57,7 @@ public enum TrainBenchmark {
         }
         let sorted = times.sorted()
         let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-        let flops = matmulFLOPs(model.config, promptTokens: P, completions: Array(repeating: C, count: G))
+        let flops = matmulFLOPs(model, promptTokens: P, completions: Array(repeating: C, count: G))
         return Figures(groupSize: G, promptTokens: P, completionTokens: C, tokensPerStep: G * (P + C), decoderRows: P + G * (C - 1),
                        stepSeconds: times, medianStepSeconds: median, tokensPerSecond: Double(G * (P + C)) / median,
                        matmulFLOPs: flops, achievedGFLOPs: flops / median / 1e9, scratchPeakBytes: scratch,
@@ -65,22 +65,29 @@ public enum TrainBenchmark {
                        threads: RuntimeThreads.count)
     }
 
-    /// Matrix-product FLOPs of one packed step (text only): each decoder layer's projections run
-    /// three times (forward, recompute, backward counts double: dx and dW), attention likewise, and
-    /// the head four times per completion token (forward, recompute, dH, dW).
-    public static func matmulFLOPs(_ config: ModelConfig, promptTokens P: Int, completions: [Int]) -> Double {
+    /// Matrix-product FLOPs of one packed step (text only), as `PolicyModel` runs it: every layer
+    /// forward and backward (dx and dW: twice the forward), the recompute of every layer but the
+    /// top one (without the gate/up products of the layers whose outputs it kept), and the head
+    /// forward, dH and dW (plus its recompute when the logits were not kept).
+    public static func matmulFLOPs(_ model: PolicyModel, promptTokens P: Int, completions: [Int]) -> Double {
+        let config = model.config
         let c = config.text
         let h = Double(c.hiddenSize), hd = Double(c.headDim)
         let q = Double(c.numHeads) * hd, kv = Double(c.numKVHeads) * hd, inter = Double(c.intermediateSize)
-        let rows = Double(P + completions.reduce(0) { $0 + $1 - 1 })
+        let rowCount = P + completions.reduce(0) { $0 + $1 - 1 }
+        let rows = Double(rowCount)
         let perRow = 2 * (h * q + 2 * h * kv + q * h + 3 * h * inter)
-        // Attention: scores and weighted sums, 2·2·hd per (query, key) pair and head.
-        var pairs = Double(P) * Double(P + 1) / 2
-        for l in completions { let n = Double(l - 1); pairs += n * Double(P) + n * (n + 1) / 2 }
+        // Attention as computed: each query against the prefix and its whole segment (masked after).
+        var pairs = Double(P) * Double(P)
+        for l in completions { let n = Double(l - 1); pairs += n * Double(P) + n * n }
         let attention = 4 * hd * Double(c.numHeads) * pairs
-        let layer = (perRow * rows + attention) * Double(c.numLayers)
-        let headTokens = Double(completions.reduce(0, +))
-        let head = 2 * h * Double(c.vocabSize) * headTokens
-        return layer * (1 + 1 + 2) + head * 4
+        let layer = perRow * rows + attention
+        let depth = c.numLayers
+        let kept = min(depth - 1, model.keptActivationsBudget / max(1, 2 * rowCount * c.intermediateSize * 4))
+        let recompute = layer * Double(depth - 1) - Double(kept) * rows * 2 * 2 * h * inter
+        let headTokens = completions.reduce(0, +)
+        let head = 2 * h * Double(c.vocabSize) * Double(headTokens)
+        let keptLogits = headTokens * c.vocabSize * 4 <= model.keptLogitsBudget
+        return layer * Double(depth) * 3 + recompute + head * (keptLogits ? 3 : 4)
     }
 }

@@ -290,3 +290,37 @@ final class MemoryMeter: @unchecked Sendable {
         peak = current
     }
 }
+
+/// Wall time per phase of a pass, printed to stderr after each pass when `ASSAY_TRAIN_PROFILE=1`.
+final class PhaseTimer: @unchecked Sendable {
+    static let enabled = ProcessInfo.processInfo.environment["ASSAY_TRAIN_PROFILE"] == "1"
+    static let shared = PhaseTimer()
+    private var totals: [String: Double] = [:]
+    private var order: [String] = []
+
+    @inline(__always)
+    static func measure<R>(_ name: String, _ body: () throws -> R) rethrows -> R {
+        guard enabled else { return try body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { shared.add(name, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+        return try body()
+    }
+
+    static func record(_ name: String, since start: UInt64) {
+        guard enabled else { return }
+        shared.add(name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
+    private func add(_ name: String, _ s: Double) {
+        if totals[name] == nil { order.append(name) }
+        totals[name, default: 0] += s
+    }
+
+    static func report() {
+        guard enabled else { return }
+        let line = shared.order.map { String(format: "%@ %.2fs", $0, shared.totals[$0] ?? 0) }.joined(separator: ", ")
+        FileHandle.standardError.write(Data(("profile: " + line + "\n").utf8))
+        shared.totals = [:]
+        shared.order = []
+    }
+}

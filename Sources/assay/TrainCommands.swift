@@ -23,11 +23,17 @@ struct TrainGRPOStepCommand: ParsableCommand {
     @Flag(help: "Keep the vision tower fixed (its backward is skipped).") var freezeVision = false
     @Flag(help: "Print the result as JSON.") var json = false
     @Option(help: "Worker threads (default: every core).") var threads: Int?
+    @Option(help: "Completions per forward/backward pass (gradient accumulation; default: the whole group).") var microBatch: Int?
+
+    func validate() throws {
+        if let m = microBatch, m < 1 { throw ValidationError("--micro-batch must be at least 1") }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    }
 
     func run() throws {
         if let threads { requestRuntimeThreads(threads) }
         let b = try GRPOBatch.load(path: batch)
-        let result = try GRPOStep.run(modelPath: modelPath, batch: b, out: out, freezeVision: freezeVision)
+        let result = try GRPOStep.run(modelPath: modelPath, batch: b, out: out, freezeVision: freezeVision, microBatch: microBatch)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

@@ -178,3 +178,29 @@ final class PolicyGoldenStage1Tests: XCTestCase {
         print("θ1: \(compared) elements within 1e-6 of torch, \(skipped) with |g0| < 1e-5 not compared")
     }
 }
+
+final class MicroBatchTests: XCTestCase {
+    /// Gradient accumulation over micro-batches of 1 and 3 gives the whole group's gradient (the
+    /// stage-1 primary loss, whose token-mean denominator spans every completion).
+    func testMicroBatchesAccumulateTheGroupGradient() throws {
+        let s = try PolicyGoldenTests.setup()
+        let lengths = s.completions.map(\.count)
+        let old = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/old_logp"), lengths: lengths)
+        let ref = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/ref_logp"), lengths: lengths)
+        let adv = GRPOObjective.advantages(rewards: try s.golden.floats("grpo/rewards"), kind: .trl)
+        func grads(_ micro: Int) throws -> ([[Float]], [String: [Float]]) {
+            s.model.parameters.zeroGradients()
+            var stats = PolicyPassStats()
+            let lp = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, microBatch: micro, stats: &stats) { lp in
+                try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: GRPOSettings()).dLogprobs
+            }
+            return (lp, Dictionary(uniqueKeysWithValues: s.model.parameters.parameters.map { ($0.name, $0.grad) }))
+        }
+        let (lpAll, whole) = try grads(4)
+        for micro in [1, 3] {
+            let (lp, parts) = try grads(micro)
+            XCTAssertEqual(lp, lpAll)
+            for (name, g) in whole { PolicyGoldenTests.assertClose(parts[name]!, g, atol: 1e-6, rtol: 1e-5, "micro-batch \(micro): \(name)") }
+        }
+    }
+}
