@@ -242,10 +242,31 @@ final class HostileCorpusTests: XCTestCase {
         throw XCTSkip("the assay executable is not built beside the tests (build with --build-tests)")
     }
 
+    /// The peak resident set of a child, in KiB. `wait4`'s `ru_maxrss` alone cannot say it: posix_spawn
+    /// starts the child in this process's address space, and Linux carries that address space's
+    /// high-water mark into the child's at exec, so after a test that used 2 GB in this process every
+    /// child "peaks" at 2 GB. The child's own address space is read from /proc while it runs
+    /// (`VmHWM`), and `ru_maxrss` counts only when it exceeds this process's own peak.
+    static func childPeakKiB(polled: Int, usage: rusage) -> Int {
+        var me = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &me)
+        let reported = Int(usage.ru_maxrss)
+        return max(polled, reported > Int(me.ru_maxrss) ? reported : 0)
+    }
+
+    /// `VmHWM` of a running process, in KiB (0 when it has exited or /proc is not there).
+    static func highWaterKiB(_ pid: pid_t) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        }
+        return 0
+    }
+
     /// Runs every case, `parallel` at a time, each bounded by `secondsLimit`.
     static func runAll(_ cases: [Case], assay: URL, parallel: Int) -> [Outcome] {
         var outcomes: [Outcome] = []
-        var running: [(pid: pid_t, index: Int, started: Date)] = []
+        var running: [(pid: pid_t, index: Int, started: Date, peak: Int)] = []
         var next = 0
         while next < cases.count || !running.isEmpty {
             while running.count < parallel, next < cases.count {
@@ -253,14 +274,15 @@ final class HostileCorpusTests: XCTestCase {
                 var args = ["generate", "--model-path", c.modelPath, "--prompt", "hi", "--max-tokens", "2"]
                 if let image = c.image { args += ["--image", image] }
                 if let pid = spawn(assay.path, args) {
-                    running.append((pid, next, Date()))
+                    running.append((pid, next, Date(), 0))
                 } else {
                     outcomes.append(Outcome(name: c.name, status: -1, signal: true, maxRSSKiB: 0, seconds: 0, timedOut: false))
                 }
                 next += 1
             }
-            var still: [(pid: pid_t, index: Int, started: Date)] = []
-            for r in running {
+            var still: [(pid: pid_t, index: Int, started: Date, peak: Int)] = []
+            for var r in running {
+                r.peak = max(r.peak, highWaterKiB(r.pid))
                 var status: Int32 = 0
                 var usage = rusage()
                 let done = wait4(r.pid, &status, WNOHANG, &usage)
@@ -268,12 +290,12 @@ final class HostileCorpusTests: XCTestCase {
                 if done == r.pid {
                     let signalled = (status & 0x7F) != 0 && (status & 0x7F) != 0x7F
                     outcomes.append(Outcome(name: cases[r.index].name, status: signalled ? status & 0x7F : (status >> 8) & 0xFF,
-                                            signal: signalled, maxRSSKiB: Int(usage.ru_maxrss), seconds: elapsed, timedOut: false))
+                                            signal: signalled, maxRSSKiB: childPeakKiB(polled: r.peak, usage: usage), seconds: elapsed, timedOut: false))
                 } else if elapsed > secondsLimit {
                     kill(r.pid, SIGKILL)
                     _ = wait4(r.pid, &status, 0, &usage)
                     outcomes.append(Outcome(name: cases[r.index].name, status: 0, signal: false,
-                                            maxRSSKiB: Int(usage.ru_maxrss), seconds: elapsed, timedOut: true))
+                                            maxRSSKiB: childPeakKiB(polled: r.peak, usage: usage), seconds: elapsed, timedOut: true))
                 } else {
                     still.append(r)
                 }
