@@ -170,6 +170,59 @@ enum Schema {
                 );
                 """)
         }
+        migrator.registerMigration("v4-training") { db in
+            try db.execute(sql: """
+                CREATE TABLE training_runs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    base_model TEXT NOT NULL,
+                    data_path TEXT NOT NULL,
+                    data_sha256 TEXT NOT NULL,
+                    config_json TEXT NOT NULL,
+                    out_dir TEXT NOT NULL,
+                    status TEXT NOT NULL CHECK (status IN ('running', 'stopped', 'finished', 'failed')),
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                );
+
+                CREATE TABLE training_steps (
+                    training_run_id INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+                    step INTEGER NOT NULL,
+                    metrics_json TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    PRIMARY KEY (training_run_id, step)
+                );
+
+                CREATE TABLE training_rollouts (
+                    training_run_id INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+                    step INTEGER NOT NULL,
+                    prompt_index INTEGER NOT NULL,
+                    sample INTEGER NOT NULL,
+                    example_id TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    tokens INTEGER NOT NULL,
+                    reward REAL NOT NULL,
+                    components_json TEXT NOT NULL,
+                    PRIMARY KEY (training_run_id, step, prompt_index, sample)
+                );
+
+                CREATE TABLE training_checkpoints (
+                    training_run_id INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+                    step INTEGER NOT NULL,
+                    path TEXT NOT NULL,
+                    parameters_fnv1a64 TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    PRIMARY KEY (training_run_id, step)
+                );
+
+                CREATE TABLE training_evaluations (
+                    training_run_id INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+                    step INTEGER NOT NULL,
+                    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                    PRIMARY KEY (training_run_id, step, run_id)
+                );
+                """)
+        }
         return migrator
     }
 }

@@ -9,6 +9,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case runBackendMismatch(run: String, existing: String, requested: String)
     case datasetMismatch(run: String, suite: String, existing: String, requested: String)
     case corruptRow(table: String, id: String, String)
+    case trainingRunMismatch(run: String, differences: [String])
 
     public var description: String {
         switch self {
@@ -20,6 +21,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .datasetMismatch(let run, let suite, let existing, let requested):
             return "run '\(run)' already holds suite '\(suite)' over dataset \(existing.prefix(12))…; this dataset is \(requested.prefix(12))… (use a new --run name)"
         case .corruptRow(let table, let id, let message): return "corrupt row \(id) in \(table): \(message)"
+        case .trainingRunMismatch(let run, let differences):
+            return "training run '\(run)' exists with other settings (\(differences.joined(separator: "; "))); resume it with the same command, or choose another --run name"
         }
     }
 }

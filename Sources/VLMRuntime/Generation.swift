@@ -239,6 +239,32 @@ public final class VLMModel: @unchecked Sendable {
                                          activations: options.activations)
     }
 
+    /// The same model (config, tokenizer, chat template, image processor, stop tokens) with other
+    /// weights: `weights` holds every tensor the decoder (and the vision tower) reads, f32, under
+    /// canonical names and in Hugging Face order (a GGUF's q/k rows already un-permuted). The
+    /// trainer samples its rollouts from its current parameters this way.
+    package func replacingWeights(_ weights: InMemoryWeights) throws -> VLMModel {
+        try VLMModel(copying: self, weights: weights)
+    }
+
+    private init(copying base: VLMModel, weights: InMemoryWeights) throws {
+        path = base.path
+        config = base.config
+        tokenizer = base.tokenizer
+        template = base.template
+        stopTokenIds = base.stopTokenIds
+        padTokenId = base.padTokenId
+        isGGUF = base.isGGUF
+        if let v = base.vision {
+            vision = VisionPart(tower: try VisionTower(family: config.family, config: v.config, weights: weights),
+                                processor: v.processor, config: v.config, imageTokenId: v.imageTokenId)
+        } else {
+            vision = nil
+        }
+        decoder = try TransformerDecoder(config: config.text, weights: weights, tied: config.tieWordEmbeddings || !weights.has("lm_head.weight"),
+                                         activations: base.decoder.activations)
+    }
+
     /// Control-token texts that end a turn in common chat formats (llama.cpp's end-of-generation list).
     package static let endOfTurnTokens: Set<String> = [
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<|eom_id|>", "<|return|>", "<|end_of_text|>",

@@ -85,7 +85,7 @@ package final class VisionTower: @unchecked Sendable {
     let mergerFC1: Linear
     let mergerFC2: Linear
 
-    init(family: ModelFamily, config c: VisionConfig, weights w: WeightLoader) throws {
+    init(family: ModelFamily, config c: VisionConfig, weights w: some VisionWeights) throws {
         self.family = family
         self.config = c
         let d = c.hiddenSize

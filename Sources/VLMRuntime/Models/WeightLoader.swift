@@ -21,6 +21,63 @@ protocol DecoderWeights {
     func vector(_ name: String, count: Int) throws -> [Float]
 }
 
+/// What the vision tower reads beyond the decoder's needs: the patch embedding (torch order) and
+/// layers that always stay as stored.
+protocol VisionWeights: DecoderWeights {
+    func patchEmbed(_ name: String, out: Int, channels: Int, temporal: Int, patch: Int) throws -> WeightMatrix
+    func denseLinear(_ prefix: String, out: Int, in inF: Int, bias: Bool) throws -> Linear
+}
+
+/// f32 tensors held in memory under canonical (Hub) names, torch shapes: a model being trained,
+/// whose current values the runtime samples from (`VLMModel.replacingWeights`). Each matrix is
+/// copied into the runtime's own aligned storage, so later changes to the caller's arrays do not
+/// reach the model, and the model holds no reference to them.
+package struct InMemoryWeights: VisionWeights {
+    package struct Tensor {
+        package var shape: [Int]
+        package var values: [Float]
+        package init(shape: [Int], values: [Float]) {
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    let tensors: [String: Tensor]
+    /// Shown in errors where a file name would be.
+    let origin: String
+
+    package init(_ tensors: [String: Tensor], origin: String) {
+        self.tensors = tensors
+        self.origin = origin
+    }
+
+    func has(_ name: String) -> Bool { tensors[name] != nil }
+
+    private func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        guard let t = tensors[name] else { throw SafeTensorsError.missingTensor(name: name, checkpoint: origin) }
+        guard t.shape == shape, t.values.count == shape.reduce(1, *) else {
+            throw SafeTensorsError.wrongShape(file: origin, tensor: name, expected: shape, actual: t.shape)
+        }
+        return t
+    }
+
+    func linearWeight(_ name: String, rows: Int, cols: Int) throws -> LinearWeight {
+        .dense(WeightMatrix(rows: rows, cols: cols, floats: try tensor(name, shape: [rows, cols]).values))
+    }
+
+    func vector(_ name: String, count: Int) throws -> [Float] { try tensor(name, shape: [count]).values }
+
+    func patchEmbed(_ name: String, out: Int, channels: Int, temporal: Int, patch: Int) throws -> WeightMatrix {
+        let t = try tensor(name, shape: [out, channels, temporal, patch, patch])
+        return WeightMatrix(rows: out, cols: channels * temporal * patch * patch, floats: t.values)
+    }
+
+    func denseLinear(_ prefix: String, out: Int, in inF: Int, bias: Bool) throws -> Linear {
+        Linear(weight: try linearWeight(prefix + ".weight", rows: out, cols: inF),
+               bias: bias ? try vector(prefix + ".bias", count: out) : nil)
+    }
+}
+
 extension DecoderWeights {
     /// `prefix.weight` [out, in] and, when `bias`, `prefix.bias` [out].
     func linear(_ prefix: String, out: Int, in inF: Int, bias: Bool) throws -> Linear {
@@ -31,7 +88,7 @@ extension DecoderWeights {
 
 /// Reads tensors by their canonical (Hub) name from a checkpoint in any supported layout and
 /// checks each against the shape the model expects.
-struct WeightLoader: DecoderWeights {
+struct WeightLoader: VisionWeights {
     let checkpoint: SafeTensorsCheckpoint
     /// canonical name → name in the file
     let names: [String: String]
