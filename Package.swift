@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "AssayEngine", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayBackends", "VLMRuntime"]),
         // Training: critic data, rewards (Swift and the exported Python twin), EasyR1 export. The
         // inference path does not import it.
-        .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine", "VLMTraining"]),
+        .target(name: "AssayTraining", dependencies: ["AssayCore", "AssaySuites", "AssayStore", "AssayEngine", "AssayBackends", "VLMTraining", "VLMRuntime"]),
         // The GRPO training core: f32 trainable parameters beside the runtime's frozen inference
         // weights, forward passes that keep (or recompute) what their backward needs, the GRPO
         // objective, AdamW and checkpoint writing. The inference path does not import it.
@@ -93,7 +93,7 @@ let package = Package(
             dependencies: ["AssayEngine", "AssayServer", "AssayBackends", "AssayStore", "AssaySuites", "AssayCore", "AssayReport", "AssayTestSupport"]),
         .testTarget(
             name: "AssayTrainingTests",
-            dependencies: ["AssayTraining", "AssayEngine", "AssayStore", "AssaySuites", "AssayCore", "AssayTestSupport"]),
+            dependencies: ["AssayTraining", "AssayEngine", "AssayStore", "AssaySuites", "AssayCore", "AssayTestSupport", "VLMTraining"]),
         .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
         .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),

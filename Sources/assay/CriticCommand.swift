@@ -66,8 +66,8 @@ struct CriticBuildCommand: ParsableCommand {
 /// `assay train …`: the embedded GRPO core and exports for EasyR1/veRL.
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "GRPO training: one embedded step (grpo-step) and exports for EasyR1/veRL.",
-        subcommands: [TrainGRPOStepCommand.self, TrainExportCommand.self])
+        commandName: "train", abstract: "GRPO training on the embedded runtime (grpo, grpo-step), training data (data), exports for EasyR1/veRL (export).",
+        subcommands: [TrainGRPOCommand.self, TrainGRPOStepCommand.self, TrainDataCommand.self, TrainExportCommand.self])
 }
 
 struct TrainExportCommand: ParsableCommand {

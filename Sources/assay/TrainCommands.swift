@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import VLMRuntime
 import VLMTraining
+import AssayTraining
+import AssayStore
+import AssayEngine
+import Glibc
 
 /// `assay train grpo-step`: one GRPO step on a checkpoint, checked from outside.
 struct TrainGRPOStepCommand: ParsableCommand {
@@ -133,5 +137,173 @@ struct BenchTrainCommand: ParsableCommand {
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
         let flags = text.contains(" avx512f") ? "AVX512" : text.contains(" avx2") ? "AVX2" : "no AVX2"
         return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) + " (\(flags))" } ?? "unknown"
+    }
+}
+
+/// `assay train grpo`: the training loop.
+struct TrainGRPOCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grpo",
+        abstract: "GRPO on the embedded runtime: rollouts, rewards, updates, checkpoints and evaluations, all in the store.",
+        discussion: """
+            --data is a JSONL file or a folder with train.jsonl (`assay critic build`, `assay train data`): rows with problem \
+            (<image> placeholders where images go), answer, images (paths relative to the file), and for --reward suite \
+            the suite whose scorer rewards the row. Every --save-every steps OUT/checkpoints/step-N/ gets the model (the \
+            source's layout; a GGUF becomes a Hugging Face folder), the optimizer state and the data position; the same \
+            command after an interruption (Ctrl-C, kill -9) continues from the last complete checkpoint and, with the same \
+            seed and --threads, ends with the same weights bit for bit. With --eval-suites the base model and each saved \
+            checkpoint are swept (greedy) as runs NAME@base and NAME@step-N; `assay report --training NAME` shows the curves.
+            """)
+
+    @Option(help: "Checkpoint folder or .gguf file (default: the pulled default model).") var modelPath: String?
+    @Option(help: "Training data: a JSONL file or a folder holding train.jsonl.") var data: String
+    @Option(help: "Output folder (checkpoints, run.json).") var out: String
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var suiteOptions: SuiteOptions
+    @Option(help: "Training run name (evaluation runs are NAME@base, NAME@step-N).") var run: String
+    @Option(help: "Optimisation steps.") var steps = 100
+    @Option(help: "Prompts per step.") var promptsPerStep = 4
+    @Option(help: "Completions per prompt (G).") var groupSize = 8
+    @Option(help: "Sampling and log-prob temperature.") var temperature = 1.0
+    @Option(help: "Nucleus sampling mass of the rollouts.") var topP = 0.99
+    @Option(help: "Longest completion, in tokens.") var maxNewTokens = 256
+    @Option(help: "AdamW learning rate.") var lr = 1e-6
+    @Option(help: "KL weight against the starting model (0: no reference model).") var beta = 0.01
+    @Option(help: "Advantages: trl, easyr1 or none.") var advantage = "easyr1"
+    @Option(help: "Policy loss: trl or easyr1 (dual clip).") var policyLoss = "easyr1"
+    @Option(help: "Loss aggregation: dapo, grpo or dr_grpo.") var aggregation = "dapo"
+    @Option(help: "Clip range below 1.") var epsilonLow = 0.2
+    @Option(help: "Clip range above 1.") var epsilonHigh = 0.28
+    @Option(help: "EasyR1's dual-clip constant.") var dualClip = 3.0
+    @Option(help: "AdamW weight decay.") var weightDecay = 0.01
+    @Option(help: "Clip the global gradient norm to this (0: no clipping).") var maxGradNorm = 1.0
+    @Option(help: "Seed of the data order and of every rollout.") var seed: UInt64 = 0
+    @Option(help: "Save a checkpoint every K steps (and at the end).") var saveEvery = 50
+    @Option(help: "Reward: critic (boxed 1/2 against the label, 0.9 accuracy + 0.1 format) or suite (the row's suite scorer).")
+    var reward = "critic"
+    @Option(help: "Keep the rollouts of every k-th prompt in the store (0: none).") var keepRollouts = 1
+    @Option(help: "Suites to evaluate the base model and the checkpoints on (comma-separated).") var evalSuites: String?
+    @Option(help: "Evaluate every K steps (a multiple of --save-every; default: every checkpoint).") var evalEvery: Int?
+    @Option(help: "Items per evaluation suite.") var evalLimit: Int?
+    @Option(help: "Longest evaluation answer, in tokens.") var evalMaxTokens = 512
+    @Flag(help: "Keep the vision tower fixed (its backward is skipped).") var freezeVision = false
+    @Option(help: "Completions per forward/backward pass (gradient accumulation).") var microBatch: Int?
+    @Option(help: "Worker threads (default: every core; a bit-exact resume needs the same count).") var threads: Int?
+
+    func run() async throws {
+        if let threads { requestRuntimeThreads(threads) }
+        func choice<T: RawRepresentable & CaseIterable>(_ text: String, _ flag: String, _: T.Type) throws -> T where T.RawValue == String {
+            guard let v = T(rawValue: text) else {
+                throw ValidationError("\(flag) must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return v
+        }
+        let modelPath = try self.modelPath ?? ModelCache.require(ModelCache.defaultModel).path
+        var c = GRPOTrainingConfiguration(modelPath: URL(fileURLWithPath: modelPath).standardizedFileURL.path,
+                                          dataPath: URL(fileURLWithPath: data).standardizedFileURL.path,
+                                          outDir: URL(fileURLWithPath: out).standardizedFileURL.path, runName: run,
+                                          threads: RuntimeThreads.count)
+        c.steps = steps
+        c.promptsPerStep = promptsPerStep
+        c.groupSize = groupSize
+        c.temperature = temperature
+        c.topP = topP
+        c.maxNewTokens = maxNewTokens
+        c.lr = lr
+        c.beta = beta
+        c.advantage = try choice(advantage, "--advantage", AdvantageKind.self)
+        c.policyLoss = try choice(policyLoss, "--policy-loss", PolicyLossKind.self)
+        c.aggregation = try choice(aggregation, "--aggregation", LossAggregation.self)
+        c.epsilonLow = epsilonLow
+        c.epsilonHigh = epsilonHigh
+        c.dualClip = dualClip
+        c.weightDecay = weightDecay
+        c.maxGradNorm = maxGradNorm > 0 ? maxGradNorm : nil
+        c.seed = seed
+        c.saveEvery = saveEvery
+        c.reward = try choice(reward, "--reward", TrainingRewardKind.self)
+        c.keepRollouts = keepRollouts
+        c.evalSuites = evalSuites.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
+        c.evalEvery = evalEvery
+        c.evalLimit = evalLimit
+        c.evalMaxTokens = evalMaxTokens
+        c.freezeVision = freezeVision
+        c.microBatch = microBatch
+
+        let trainer = GRPOTrainingRun(configuration: c, store: try database.open(), catalog: try suiteOptions.catalog(),
+                                      log: { note($0) })
+        // Ctrl-C: finish the step, save, stop; a second Ctrl-C stops at once.
+        let stop = StopFlag()
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            if stop.isSet { Glibc.exit(130) }
+            stop.set()
+            note("stopping after this step (a checkpoint is saved); Ctrl-C again to stop at once")
+        }
+        source.resume()
+        trainer.shouldStop = { stop.isSet }
+        let started = Date()
+        let interactive = isatty(STDERR_FILENO) != 0
+        trainer.onStep = { (report: GRPOStepReport) in
+            let m = report.metrics
+            let elapsed = Date().timeIntervalSince(started)
+            let perStep = m["seconds"] ?? 0
+            let eta = Double(report.steps - report.step) * perStep
+            let width = 20
+            let filled = min(width, width * report.step / max(report.steps, 1))
+            let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+            let line = String(format: "step %d/%d [%@] reward %.3f acc %.3f kl %.4f len %.0f gap %.1e | %.1f s/step, ETA %@ (%.0f s so far)",
+                              report.step, report.steps, bar, m["reward_mean"] ?? 0, m["accuracy"] ?? .nan, m["kl"] ?? 0,
+                              m["response_length"] ?? 0, m["logprob_gap_max"] ?? 0, perStep, Self.clock(eta), elapsed)
+            FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + line + (interactive ? "" : "\n")).utf8))
+        }
+        let outcome = try await trainer.run()
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        source.cancel()
+        if let r = outcome.resumedFrom { print("resumed from step \(r)") }
+        print("\(outcome.stopped ? "stopped" : "finished") at step \(outcome.stepsDone) of \(c.steps)"
+              + (outcome.finalCheckpoint.map { "; last checkpoint \($0)" } ?? ""))
+        if !outcome.evaluations.isEmpty { print("evaluation runs: \(outcome.evaluations.joined(separator: ", "))") }
+        if outcome.stopped { throw ExitCode(130) }
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
+
+/// Set from a signal handler's queue, read by the training loop.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+/// `assay train data`: verifiable training rows from a generated task, disjoint from its suite.
+struct TrainDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Write training rows of a generated task (arithmetic) that share no question with its evaluation suite.",
+        discussion: """
+            Rows: problem, answer, suite, item_id — for `assay train grpo --reward suite`, which prompts and scores them \
+            exactly as the suite's evaluation does. Questions that occur in the suite's own items are left out, so the \
+            suite stays a held-out test.
+            """)
+
+    @Option(help: "Generated task (arithmetic).") var task = "arithmetic"
+    @Option(help: "Rows to write.") var count = 2000
+    @Option(help: "Seed of the generator.") var seed: UInt64 = 1
+    @Option(help: "Output JSONL file.") var out: String
+    @OptionGroup var suiteOptions: SuiteOptions
+
+    func run() throws {
+        let suite = try suiteOptions.catalog().suite(task)
+        guard let (heldOut, _) = try suite.generatedItems() else { throw ValidationError("\(task) is not a generated suite") }
+        let summary = try GeneratedTrainingData.write(task: task, count: count, seed: seed, excluding: heldOut.map(\.item), to: out)
+        print("wrote \(summary.written) rows to \(out) (\(summary.excluded) draws left out because the suite asks the same question; \(summary.distinct) distinct questions)")
     }
 }
