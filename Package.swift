@@ -94,7 +94,8 @@ let package = Package(
         .testTarget(
             name: "AssayTrainingTests",
             dependencies: ["AssayTraining", "AssayEngine", "AssayStore", "AssaySuites", "AssayCore", "AssayTestSupport"]),
-        .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"]),
+        // Snapshots/ holds the checked-in chart snapshots.
+        .testTarget(name: "AssayReportTests", dependencies: ["AssayReport", "AssayCore", "AssayTestSupport"], exclude: ["Snapshots"]),
         .testTarget(name: "AssayBackendsTests", dependencies: ["AssayBackends", "AssayCore", "AssayTestSupport", "VLMRuntime"]),
         .testTarget(name: "VLMRuntimeTests", dependencies: ["VLMRuntime", "AssayTestSupport"]),
         .testTarget(name: "VLMTrainingTests", dependencies: ["VLMTraining", "VLMRuntime", "AssayTestSupport"]),
