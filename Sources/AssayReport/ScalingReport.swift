@@ -159,7 +159,8 @@ public struct ScalingReport {
     }
 }
 
-/// Score-against-n curves on a log₂ axis, one panel per suite, as standalone SVG.
+/// Score-against-n curves on a log₂ axis, one panel per suite, as standalone SVG (drawn by
+/// `LineChart`).
 enum ScalingChart {
     struct Panel {
         var title: String
@@ -169,71 +170,24 @@ enum ScalingChart {
     static let colors = ["first": "#5f6b73", "majority": "#2f6db5", "self-critic": "#d9822b", "oracle": "#3a9c5b"]
 
     static func svg(panels: [Panel], methods: [String], title: String) -> String {
-        let panelWidth = 360.0, panelHeight = 240.0, columns = min(2, max(panels.count, 1))
-        let rows = (panels.count + columns - 1) / columns
-        let top = 56.0
-        let width = Double(columns) * panelWidth + 20, height = top + Double(rows) * panelHeight + 10
-        var out = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="11">
-            <rect width="100%" height="100%" fill="white"/>
-            <text x="\(Int(width / 2))" y="18" text-anchor="middle" font-size="13" font-weight="bold">\(BarChart.escape(title))</text>
-
-            """
-        // The legend fits the canvas however many methods there are.
-        let spacing = min(120, (width - 20) / Double(max(methods.count, 1)))
-        for (index, method) in methods.enumerated() {
-            let lx = 20 + Double(index) * spacing
-            out += "<rect x=\"\(BarChart.f(lx))\" y=\"30\" width=\"14\" height=\"3\" fill=\"\(color(method, index))\"/>"
-            out += "<text x=\"\(BarChart.f(lx + 18))\" y=\"35\">\(BarChart.escape(method))</text>\n"
+        let legend = methods.enumerated().map { LineChart.LegendEntry(name: $0.element, color: color($0.element, $0.offset)) }
+        let lines = panels.map { panel in
+            LineChart.Panel(title: panel.title, series: methods.enumerated().compactMap { index, method in
+                guard let points = panel.series[method], !points.isEmpty else { return nil }
+                // Methods side by side at each n so their whiskers do not hide each other.
+                let offset = (Double(index) - Double(methods.count - 1) / 2) * 4
+                return LineChart.Series(name: method, color: color(method, index), points: points.map { p in
+                    LineChart.Point(
+                        x: Double(p.n), y: p.score, interval: p.interval,
+                        label: "\(method) n=\(p.n): \(String(format: "%.2f", p.score)) [\(String(format: "%.2f", p.interval.lower)), \(String(format: "%.2f", p.interval.upper))]")
+                }, offset: offset)
+            })
         }
-        for (index, panel) in panels.enumerated() {
-            let ox = 10 + Double(index % columns) * panelWidth, oy = top + Double(index / columns) * panelHeight
-            out += panelSVG(panel, methods: methods, x: ox, y: oy, width: panelWidth, height: panelHeight)
-        }
-        return out + "</svg>\n"
+        return LineChart.svg(panels: lines, legend: legend, title: title,
+                             layout: LineChart.Layout(xAxis: .log2, xTitle: "n (log scale)", xTicksAtPoints: true, yRange: .percent))
     }
 
     static func color(_ method: String, _ index: Int) -> String {
         colors[method] ?? BarChart.palette[index % BarChart.palette.count]
-    }
-
-    static func panelSVG(_ panel: Panel, methods: [String], x ox: Double, y oy: Double, width: Double, height: Double) -> String {
-        let left = ox + 44, right = ox + width - 16, plotTop = oy + 22, bottom = oy + height - 36
-        let points = panel.series.values.flatMap { $0 }
-        let ns = Array(Set(points.map(\.n))).sorted()
-        guard let minN = ns.first, let maxN = ns.last else { return "" }
-        let values = points.flatMap { [$0.interval.lower, $0.interval.upper, $0.score] }.filter(\.isFinite)
-        var low = max(0, (values.min() ?? 0) - 5), high = min(100, (values.max() ?? 100) + 5)
-        if high - low < 10 { low = max(0, low - 5); high = min(100, high + 5) }
-        let span = max(log2(Double(maxN)) - log2(Double(minN)), 1)
-        func x(_ n: Int) -> Double { left + (log2(Double(n)) - log2(Double(minN))) / span * (right - left) }
-        func y(_ v: Double) -> Double { bottom - (v - low) / max(high - low, 1e-9) * (bottom - plotTop) }
-        var out = "<text x=\"\(BarChart.f((left + right) / 2))\" y=\"\(BarChart.f(oy + 12))\" text-anchor=\"middle\" font-weight=\"bold\">\(BarChart.escape(panel.title))</text>\n"
-        let step = BarChart.niceStep((high - low) / 5)
-        var tick = (low / step).rounded(.up) * step
-        while tick <= high + 1e-9 {
-            out += "<line x1=\"\(BarChart.f(left))\" y1=\"\(BarChart.f(y(tick)))\" x2=\"\(BarChart.f(right))\" y2=\"\(BarChart.f(y(tick)))\" stroke=\"#e3e3e3\"/>"
-            out += "<text x=\"\(BarChart.f(left - 4))\" y=\"\(BarChart.f(y(tick) + 4))\" text-anchor=\"end\" fill=\"#555\">\(BarChart.format(tick, step: step))</text>\n"
-            tick += step
-        }
-        for n in ns {
-            out += "<text x=\"\(BarChart.f(x(n)))\" y=\"\(BarChart.f(bottom + 14))\" text-anchor=\"middle\" fill=\"#555\">\(n)</text>\n"
-        }
-        out += "<text x=\"\(BarChart.f((left + right) / 2))\" y=\"\(BarChart.f(bottom + 28))\" text-anchor=\"middle\" fill=\"#555\">n (log scale)</text>\n"
-        out += "<line x1=\"\(BarChart.f(left))\" y1=\"\(BarChart.f(bottom))\" x2=\"\(BarChart.f(right))\" y2=\"\(BarChart.f(bottom))\" stroke=\"#333\"/>\n"
-        for (index, method) in methods.enumerated() {
-            guard let series = panel.series[method]?.sorted(by: { $0.n < $1.n }), !series.isEmpty else { continue }
-            let c = color(method, index)
-            // Methods side by side at each n so their whiskers do not hide each other.
-            let offset = (Double(index) - Double(methods.count - 1) / 2) * 4
-            let path = series.map { "\(BarChart.f(x($0.n) + offset)),\(BarChart.f(y($0.score)))" }.joined(separator: " ")
-            out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
-            for p in series {
-                let px = x(p.n) + offset
-                out += "<line x1=\"\(BarChart.f(px))\" y1=\"\(BarChart.f(y(p.interval.lower)))\" x2=\"\(BarChart.f(px))\" y2=\"\(BarChart.f(y(p.interval.upper)))\" stroke=\"\(c)\" stroke-opacity=\"0.6\"/>"
-                out += "<circle cx=\"\(BarChart.f(px))\" cy=\"\(BarChart.f(y(p.score)))\" r=\"3\" fill=\"\(c)\"><title>\(BarChart.escape(method)) n=\(p.n): \(String(format: "%.2f", p.score)) [\(String(format: "%.2f", p.interval.lower)), \(String(format: "%.2f", p.interval.upper))]</title></circle>\n"
-            }
-        }
-        return out
     }
 }

@@ -155,8 +155,7 @@ extension Store {
             try Row.fetchAll(db, sql: "SELECT step, metrics_json FROM training_steps WHERE training_run_id = ? ORDER BY step", arguments: [runID])
                 .map { row in
                     let json: String = row["metrics_json"]
-                    let metrics = (try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8))) ?? [:]
-                    return TrainingStepRecord(step: row["step"], metrics: metrics)
+                    return TrainingStepRecord(step: row["step"], metrics: Self.decodeMetrics(json))
                 }
         }
     }
@@ -175,7 +174,7 @@ extension Store {
                 return TrainingRolloutRecord(
                     step: row["step"], promptIndex: row["prompt_index"], sample: row["sample"], exampleID: row["example_id"],
                     text: bytes.map { String(decoding: $0, as: UTF8.self) } ?? "", tokens: row["tokens"], reward: row["reward"],
-                    components: (try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8))) ?? [:])
+                    components: Self.decodeMetrics(json))
             }
         }
     }
@@ -224,6 +223,14 @@ extension Store {
         TrainingRunRecord(id: row["id"], name: row["name"], baseModel: row["base_model"], dataPath: row["data_path"],
                           dataSHA256: row["data_sha256"], configJSON: row["config_json"], outDir: row["out_dir"], status: row["status"],
                           createdAt: row["created_at"], updatedAt: row["updated_at"])
+    }
+
+    /// Values as `canonicalJSON` wrote them, non-finite ones (`"nan"`, `"inf"`, `"-inf"`) included:
+    /// a step whose loss went NaN keeps its other metrics and shows the NaN.
+    static func decodeMetrics(_ json: String) -> [String: Double] {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return (try? decoder.decode([String: Double].self, from: Data(json.utf8))) ?? [:]
     }
 
     static func canonicalJSON(_ values: [String: Double]) throws -> String {
