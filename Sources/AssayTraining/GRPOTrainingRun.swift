@@ -150,6 +150,14 @@ public final class GRPOTrainingRun: @unchecked Sendable {
 
         log("loading \(c.modelPath) for training")
         let trainer = try GRPOTrainer(modelPath: c.modelPath, settings: c.trainerSettings, log: { [log] in log($0) })
+        if !evalSuites.isEmpty {
+            // The base is evaluated as the trainer holds it (f32, a GGUF dequantised, saved like every
+            // checkpoint), so a checkpoint's delta is the training's and not a change of format.
+            let base = modelDirectory(0)
+            if !FileManager.default.fileExists(atPath: (base as NSString).appendingPathComponent(TrainingCheckpoint.markerFileName)) {
+                try TrainingCheckpoint.save(trainer.loaded.parameters, loadedFrom: trainer.loaded, to: base, log: { [log] in log($0) })
+            }
+        }
         var start = 1
         var resumedFrom: Int?
         if let last = try lastCompleteCheckpoint() {
@@ -164,7 +172,7 @@ public final class GRPOTrainingRun: @unchecked Sendable {
 
         var evaluations: [String] = []
         if !evalSuites.isEmpty {
-            evaluations += try await evaluate(step: 0, modelPath: c.modelPath, suites: evalSuites, trainingRun: record.id)
+            evaluations += try await evaluate(step: 0, modelPath: modelDirectory(0), suites: evalSuites, trainingRun: record.id)
         }
         var lastSaved = resumedFrom
         var stopped = false

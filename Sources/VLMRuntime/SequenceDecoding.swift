@@ -70,7 +70,13 @@ extension VLMModel {
     }
 
     /// Feeds `tokens[i]` to `sequences[i]` and computes every sequence's next logits in one pass.
-    public func step(_ sequences: [DecodingSequence], tokens: [Int], stats: inout GenerationStats) throws {
+    ///
+    /// `independentRows` (the default) keeps every row on the decode kernels, so a sequence's
+    /// numbers do not depend on which others share the step; without it, eight or more rows take
+    /// the GEMM (three times the arithmetic rate here), whose blocking may round a row differently
+    /// with another batch — still deterministic for the same batch, which is what a seeded
+    /// training run needs.
+    public func step(_ sequences: [DecodingSequence], tokens: [Int], stats: inout GenerationStats, independentRows: Bool = true) throws {
         guard sequences.count == tokens.count else {
             throw SequenceDecodingError.tokenCountMismatch(sequences: sequences.count, tokens: tokens.count)
         }
@@ -80,8 +86,8 @@ extension VLMModel {
         let v = config.text.vocabSize
         let x = try decoder.embed(tokens)
         let p = sequences.map(\.nextPosition)
-        let hidden = decoder.decodeStep(x, positions: [p, p, p], caches: sequences.map(\.cache))
-        let logits = decoder.logits(hidden, rows: sequences.count, rowPath: true)
+        let hidden = decoder.decodeStep(x, positions: [p, p, p], caches: sequences.map(\.cache), rowPath: independentRows)
+        let logits = decoder.logits(hidden, rows: sequences.count, rowPath: independentRows)
         for (r, seq) in sequences.enumerated() {
             seq.logits = Array(logits[(r * v)..<((r + 1) * v)])
             seq.nextPosition += 1

@@ -91,11 +91,8 @@ public final class GRPOTrainer: @unchecked Sendable {
     /// Samples G completions for each prompt from the current parameters; `seeds[i][g]` seeds
     /// sample g of prompt i.
     public func rollouts(_ prompts: [TrainingPrompt], seeds: [[UInt64]]) throws -> [[Rollout]] {
-        try prompts.enumerated().map { i, prompt in
-            try RolloutSampler.sample(sampler, messages: prompt.messages, count: settings.groupSize, maxNewTokens: settings.maxNewTokens,
-                                      temperature: settings.objective.temperature, topP: settings.topP,
-                                      seeds: i < seeds.count ? seeds[i] : [])
-        }
+        try RolloutSampler.sample(sampler, prompts: prompts.map(\.messages), count: settings.groupSize, maxNewTokens: settings.maxNewTokens,
+                                  temperature: settings.objective.temperature, topP: settings.topP, seeds: seeds)
     }
 
     /// One update: for each group, log-probs on the training path, advantages from `rewards`, the

@@ -17,65 +17,117 @@ public struct Rollout: Sendable {
     public var meanEntropy: Double
 }
 
-/// Sampling a group of completions for one prompt from the runtime: the prompt and its images
-/// are encoded once, the G completions are decoded together (each on its own copy of the
-/// prompt's cache), every completion with its own seeded sampler.
+/// Sampling groups of completions from the runtime: each prompt and its images are encoded
+/// once, the G completions of every prompt of the step are decoded together (each on its own copy
+/// of its prompt's cache, so a weight row read from memory serves every live sequence), every
+/// completion with its own seeded generator.
+///
+/// Sampling is exact nucleus sampling at temperature T: softmax(logits / T) in double precision,
+/// the smallest set of most likely tokens whose mass reaches top-p (ties by token id), renormalised,
+/// and one uniform draw. Only tokens that could be in the nucleus are sorted (see `next`).
 public enum RolloutSampler {
     public static func sample(_ model: VLMModel, messages: [ChatMessage], count: Int, maxNewTokens: Int, temperature: Float,
                               topP: Float, seeds: [UInt64]) throws -> [Rollout] {
-        guard count > 0, maxNewTokens > 0 else { return [] }
+        try sample(model, prompts: [messages], count: count, maxNewTokens: maxNewTokens, temperature: temperature, topP: topP,
+                   seeds: [seeds]).first ?? []
+    }
+
+    /// `seeds[i][g]` seeds completion g of prompt i.
+    public static func sample(_ model: VLMModel, prompts: [[ChatMessage]], count: Int, maxNewTokens: Int, temperature: Float,
+                              topP: Float, seeds: [[UInt64]]) throws -> [[Rollout]] {
+        guard count > 0, maxNewTokens > 0, !prompts.isEmpty else { return prompts.map { _ in [] } }
         var stats = GenerationStats()
-        let prompt = try model.prepare([messages])
-        let sequences = try model.start(prompt, count: count, maxNewTokens: maxNewTokens, stats: &stats)
-        let sampling = SamplingParameters(temperature: temperature, topP: topP)
-        var samplers = (0..<count).map { Sampler(parameters: sampling, seed: $0 < seeds.count ? seeds[$0] : 0) }
-        var histories = sequences.map(\.promptIds)
-        var ids = Array(repeating: [Int](), count: count)
-        var logprobs = Array(repeating: [Float](), count: count)
-        var entropy = Array(repeating: 0.0, count: count)
-        var stopped = Array(repeating: false, count: count)
-        var alive = Array(0..<count)
+        var sequences: [DecodingSequence] = []
+        for messages in prompts {
+            sequences += try model.start(try model.prepare([messages]), count: count, maxNewTokens: maxNewTokens, stats: &stats)
+        }
+        let total = sequences.count
+        var generators = (0..<total).map { r -> SeededRandom in
+            let (i, g) = (r / count, r % count)
+            return SeededRandom(seed: i < seeds.count && g < seeds[i].count ? seeds[i][g] : 0)
+        }
+        var ids = Array(repeating: [Int](), count: total)
+        var logprobs = Array(repeating: [Float](), count: total)
+        var entropy = Array(repeating: 0.0, count: total)
+        var stopped = Array(repeating: false, count: total)
+        var alive = Array(0..<total)
+        var scratch = [Double](repeating: 0, count: model.config.text.vocabSize)
         while !alive.isEmpty {
             var fed: [Int] = []
             var tokens: [Int] = []
             for r in alive {
-                let logits = sequences[r].logits
-                let token = logits.withUnsafeBufferPointer { samplers[r].next(logits: $0, history: histories[r]) }
-                let (lp, h) = logits.withUnsafeBufferPointer { logprobAndEntropy($0, token: token, temperature: temperature) }
-                ids[r].append(token)
-                histories[r].append(token)
-                logprobs[r].append(lp)
-                entropy[r] += h
-                if model.stopTokenIds.contains(token) {
+                let draw = sequences[r].logits.withUnsafeBufferPointer { logits in
+                    scratch.withUnsafeMutableBufferPointer { next(logits, temperature: temperature, topP: topP, random: &generators[r], scratch: $0) }
+                }
+                ids[r].append(draw.token)
+                logprobs[r].append(draw.logprob)
+                entropy[r] += draw.entropy
+                if model.stopTokenIds.contains(draw.token) {
                     stopped[r] = true
                 } else if ids[r].count < maxNewTokens {
                     fed.append(r)
-                    tokens.append(token)
+                    tokens.append(draw.token)
                 }
             }
             alive = fed
-            if !fed.isEmpty { try model.step(fed.map { sequences[$0] }, tokens: tokens, stats: &stats) }
+            if !fed.isEmpty { try model.step(fed.map { sequences[$0] }, tokens: tokens, stats: &stats, independentRows: false) }
         }
-        return (0..<count).map { r in
-            Rollout(ids: ids[r], text: model.tokenizer.decode(ids[r], skipSpecialTokens: true), stopped: stopped[r],
-                    samplingLogprobs: logprobs[r], meanEntropy: ids[r].isEmpty ? 0 : entropy[r] / Double(ids[r].count))
+        return (0..<prompts.count).map { i in
+            (0..<count).map { g in
+                let r = i * count + g
+                return Rollout(ids: ids[r], text: model.tokenizer.decode(ids[r], skipSpecialTokens: true), stopped: stopped[r],
+                               samplingLogprobs: logprobs[r], meanEntropy: ids[r].isEmpty ? 0 : entropy[r] / Double(ids[r].count))
+            }
         }
     }
 
-    /// log softmax(logits / T)[token] and the entropy of softmax(logits / T), in double precision.
-    static func logprobAndEntropy(_ logits: UnsafeBufferPointer<Float>, token: Int, temperature: Float) -> (Float, Double) {
+    /// One draw: the token, its log-probability under softmax(logits / T) (the whole vocabulary,
+    /// as the training path computes it) and that distribution's entropy.
+    static func next(_ logits: UnsafeBufferPointer<Float>, temperature: Float, topP: Float, random: inout SeededRandom,
+                     scratch: UnsafeMutableBufferPointer<Double>) -> (token: Int, logprob: Float, entropy: Double) {
         let t = Double(temperature > 0 ? temperature : 1)
         var mx = -Double.infinity
         for v in logits { mx = max(mx, Double(v) / t) }
         var z = 0.0, weighted = 0.0
-        for v in logits {
+        for (i, v) in logits.enumerated() {
             let s = Double(v) / t - mx
             let e = exp(s)
+            scratch[i] = e
             z += e
             weighted += e * s
         }
         let logZ = log(z)
-        let lp = Double(logits[token]) / t - mx - logZ
-        return (Float(lp), logZ - weighted / z)
+        let entropy = logZ - weighted / z
+        func result(_ token: Int) -> (Int, Float, Double) { (token, Float(Double(logits[token]) / t - mx - logZ), entropy) }
+
+        if topP >= 1 {
+            var u = random.unit() * z
+            for i in 0..<logits.count {
+                u -= scratch[i]
+                if u < 0 { return result(i) }
+            }
+            return result(logits.count - 1)
+        }
+        // Candidates, most likely first: every token whose weight is at least half of z·(1 − top-p)/V.
+        // The others hold less than half of z·(1 − top-p) together, so the nucleus (which stops
+        // once it holds top-p·z) is complete before it could reach one of them.
+        let floor = 0.5 * z * (1 - Double(topP)) / Double(logits.count)
+        var candidates: [Int] = []
+        for i in 0..<logits.count where scratch[i] >= floor { candidates.append(i) }
+        candidates.sort { scratch[$0] > scratch[$1] || (scratch[$0] == scratch[$1] && $0 < $1) }
+        let target = Double(topP) * z
+        var cumulative = 0.0, keep = candidates.count
+        for (k, i) in candidates.enumerated() {
+            cumulative += scratch[i]
+            if cumulative >= target { keep = k + 1; break }
+        }
+        var mass = 0.0
+        for k in 0..<keep { mass += scratch[candidates[k]] }
+        var u = random.unit() * mass
+        for k in 0..<keep {
+            u -= scratch[candidates[k]]
+            if u < 0 { return result(candidates[k]) }
+        }
+        return result(candidates[keep - 1])
     }
 }

@@ -395,3 +395,44 @@ struct DoubleObjective {
         return false
     }
 }
+
+/// The rollouts' nucleus sampler against the definition, on a vocabulary small enough to enumerate.
+final class RolloutSamplerTests: XCTestCase {
+    func testDrawsFollowTheNucleusDistributionAndReportExactLogprobs() {
+        var rng = SeededRandom(seed: 3)
+        let logits = (0..<40).map { _ in Float(rng.unit() * 8 - 4) }
+        let t: Float = 0.7, topP: Float = 0.9
+        // The definition: softmax(l / T), most likely first (ties by id), the smallest prefix reaching top-p.
+        let scaled = logits.map { Double($0) / Double(t) }
+        let mx = scaled.max() ?? 0
+        let z = scaled.reduce(0) { $0 + exp($1 - mx) }
+        let p = scaled.map { exp($0 - mx) / z }
+        let order = (0..<40).sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
+        var nucleus: [Int] = [], mass = 0.0
+        for i in order where mass < Double(topP) { nucleus.append(i); mass += p[i] }
+        var counts = [Int](repeating: 0, count: 40)
+        var scratch = [Double](repeating: 0, count: 40)
+        var random = SeededRandom(seed: 9)
+        let draws = 40_000
+        for _ in 0..<draws {
+            let d = logits.withUnsafeBufferPointer { l in
+                scratch.withUnsafeMutableBufferPointer { RolloutSampler.next(l, temperature: t, topP: topP, random: &random, scratch: $0) }
+            }
+            counts[d.token] += 1
+            XCTAssertEqual(Double(d.logprob), log(p[d.token]), accuracy: 1e-6)
+        }
+        for i in 0..<40 {
+            if nucleus.contains(i) {
+                let expected = p[i] / mass
+                XCTAssertEqual(Double(counts[i]) / Double(draws), expected, accuracy: 4 * (expected * (1 - expected) / Double(draws)).squareRoot() + 1e-3, "token \(i)")
+            } else {
+                XCTAssertEqual(counts[i], 0, "token \(i) is outside the nucleus")
+            }
+        }
+        let entropy = -p.reduce(0) { $0 + ($1 > 0 ? $1 * log($1) : 0) }
+        let d = logits.withUnsafeBufferPointer { l in
+            scratch.withUnsafeMutableBufferPointer { RolloutSampler.next(l, temperature: t, topP: 1, random: &random, scratch: $0) }
+        }
+        XCTAssertEqual(d.entropy, entropy, accuracy: 1e-9)
+    }
+}

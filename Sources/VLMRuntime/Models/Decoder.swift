@@ -205,7 +205,7 @@ final class TransformerDecoder: @unchecked Sendable {
     /// its own cache exactly as a batch of one would. A sequence's numbers are therefore the
     /// same as when it is generated alone.
     /// - tokens' embeddings: x [caches.count, hidden]; positions: [3][caches.count]
-    func decodeStep(_ input: [Float], positions: [[Int]], caches: [KVCache]) -> [Float] {
+    func decodeStep(_ input: [Float], positions: [[Int]], caches: [KVCache], rowPath: Bool = true) -> [Float] {
         let kvDim = config.numKVHeads * config.headDim, qDim = config.numHeads * config.headDim
         for cache in caches { cache.valid[0][cache.length] = true }
         let scale = 1 / Float(config.headDim).squareRoot()
@@ -214,7 +214,7 @@ final class TransformerDecoder: @unchecked Sendable {
         // The split of each sequence's query groups is the one a batch of one uses (see
         // `attention`), so the products are the same calls with the same arguments.
         let parts = group > 1 && kvHeads < 2 * Kernels.cores ? 2 : 1
-        let out = layers(input, positions: positions, rows: caches.count, rowPath: true, trace: nil) { li, q, k, v, _, attn in
+        let out = layers(input, positions: positions, rows: caches.count, rowPath: rowPath, trace: nil) { li, q, k, v, _, attn in
             for (r, cache) in caches.enumerated() {
                 let start = cache.length
                 cache.keys[li].withUnsafeMutableBufferPointer { kc in
