@@ -1,3 +1,4 @@
+import AssayStore
 import AssayTestSupport
 import Foundation
 import XCTest
@@ -62,5 +63,37 @@ extension CLITests {
         let (_, err) = try assay(["train", "grpo", "--model-path", model, "--data", bad.path, "--out", directory.appendingPathComponent("c").path,
                                   "--db", db.path, "--run", "bad", "--steps", "1"], expectFailure: true)
         XCTAssertTrue(err.contains("bad.jsonl:1:") && err.contains("not a critic label"), err)
+    }
+
+    func testTrainGRPOStopsOnCtrlCWithACheckpointOfTheLastStep() throws {
+        let model = try Fixtures.require("goldens/qwen2_5_vl_tiny/checkpoint/config.json").deletingLastPathComponent().path
+        let data = try criticRows()
+        let out = directory.appendingPathComponent("interrupted")
+        let process = Process()
+        process.executableURL = Self.binary
+        var arguments = grpoArguments(model: model, data: data, out: out, db: directory.appendingPathComponent("c.sqlite"))
+        arguments[arguments.firstIndex(of: "--save-every")! + 1] = "1000"
+        process.arguments = arguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until the run is stepping (the store has a step), then interrupt it.
+        let db = directory.appendingPathComponent("c.sqlite").path
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning, Date() < deadline {
+            if FileManager.default.fileExists(atPath: db), let store = try? Store(existingPath: db, readOnly: true),
+               let run = try? store.trainingRun(named: "kill"), let steps = try? store.trainingSteps(run.id), !steps.isEmpty { break }
+            usleep(5_000)
+        }
+        kill(process.processIdentifier, SIGINT)
+        let text = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 130, text)
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("stopped at step") }, text)
+        let step = try XCTUnwrap(Int(line.split(separator: " ")[3]), text)
+        XCTAssertGreaterThan(step, 0)
+        XCTAssertLessThan(step, 24)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(String(format: "checkpoints/step-%06d/trainer-state.json", step)).path))
     }
 }
