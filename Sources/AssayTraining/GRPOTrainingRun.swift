@@ -378,7 +378,7 @@ public final class GRPOTrainingRun: @unchecked Sendable {
         guard let run = try store.run(named: name) else { return [] }
         try store.linkTrainingEvaluation(trainingRun, step: step, runID: run.id)
         for s in summary.suites {
-            if let m = s.metrics { log("  \(name) \(s.suite): \(String(format: "%.2f", m.score * 100)) (\(s.errorCount) missing)") }
+            if let m = s.metrics { log("  \(name) \(s.suite): \(String(format: "%.2f", m.score)) (\(s.errorCount) missing)") }
         }
         return [name]
     }

@@ -15,6 +15,8 @@ public struct GRPOTrainerSettings: Sendable, Equatable {
     public var freezeVision = false
     /// Completions per forward + backward pass (gradient accumulation); nil: the whole group.
     public var microBatch: Int?
+    /// False: completions always run to `maxNewTokens` (benchmarks).
+    public var stopAtEOS = true
 
     public init() {}
 }
@@ -92,7 +94,8 @@ public final class GRPOTrainer: @unchecked Sendable {
     /// sample g of prompt i.
     public func rollouts(_ prompts: [TrainingPrompt], seeds: [[UInt64]]) throws -> [[Rollout]] {
         try RolloutSampler.sample(sampler, prompts: prompts.map(\.messages), count: settings.groupSize, maxNewTokens: settings.maxNewTokens,
-                                  temperature: settings.objective.temperature, topP: settings.topP, seeds: seeds)
+                                  temperature: settings.objective.temperature, topP: settings.topP, seeds: seeds,
+                                  stopAtEOS: settings.stopAtEOS)
     }
 
     /// One update: for each group, log-probs on the training path, advantages from `rewards`, the

@@ -32,9 +32,10 @@ public enum RolloutSampler {
                    seeds: [seeds]).first ?? []
     }
 
-    /// `seeds[i][g]` seeds completion g of prompt i.
+    /// `seeds[i][g]` seeds completion g of prompt i. Without `stopAtEOS` every completion runs to
+    /// `maxNewTokens` (benchmarks: the same work as a generator forced to a minimum length).
     public static func sample(_ model: VLMModel, prompts: [[ChatMessage]], count: Int, maxNewTokens: Int, temperature: Float,
-                              topP: Float, seeds: [[UInt64]]) throws -> [[Rollout]] {
+                              topP: Float, seeds: [[UInt64]], stopAtEOS: Bool = true) throws -> [[Rollout]] {
         guard count > 0, maxNewTokens > 0, !prompts.isEmpty else { return prompts.map { _ in [] } }
         var stats = GenerationStats()
         var sequences: [DecodingSequence] = []
@@ -62,7 +63,7 @@ public enum RolloutSampler {
                 ids[r].append(draw.token)
                 logprobs[r].append(draw.logprob)
                 entropy[r] += draw.entropy
-                if model.stopTokenIds.contains(draw.token) {
+                if stopAtEOS && model.stopTokenIds.contains(draw.token) {
                     stopped[r] = true
                 } else if ids[r].count < maxNewTokens {
                     fed.append(r)

@@ -128,7 +128,7 @@ struct InitRandomCommand: ParsableCommand {
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks (never run as tests).", subcommands: [BenchRuntimeCommand.self, BenchHTTPCommand.self, BenchTrainCommand.self])
+        commandName: "bench", abstract: "Benchmarks (never run as tests).", subcommands: [BenchRuntimeCommand.self, BenchHTTPCommand.self, BenchTrainCommand.self, BenchGRPOCommand.self])
 }
 
 struct BenchRuntimeCommand: ParsableCommand {

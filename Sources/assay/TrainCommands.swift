@@ -307,3 +307,92 @@ struct TrainDataCommand: ParsableCommand {
         print("wrote \(summary.written) rows to \(out) (\(summary.excluded) draws left out because the suite asks the same question; \(summary.distinct) distinct questions)")
     }
 }
+
+/// `assay bench grpo`: whole GRPO steps (rollouts + update), beside TRL's GRPOTrainer.
+struct BenchGRPOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grpo",
+        abstract: "Time whole GRPO steps (sampling G completions of C tokens, rewards, the update), optionally beside TRL's GRPOTrainer.",
+        discussion: """
+            One prompt of about P tokens (chat-templated), G completions forced to C tokens (EOS does not end them), reward \
+            len(text) mod 3, TRL's loss 'dapo' with β 0, AdamW lr 1e-6, gradient clipping at 1 (TRL's defaults) — the work \
+            tools/bench/trl_grpo_step.py gives a real trl.GRPOTrainer. With --trl-python (see tools/bench/setup_torch_venv.sh) \
+            that script runs after our steps on the same model, G, P, C and threads, and both medians are printed.
+            """)
+
+    @Option(help: "Checkpoint folder or .gguf file.") var modelPath: String
+    @Option(help: "Completions per prompt (G).") var groupSize = 8
+    @Option(help: "Prompt tokens (P, approximately: the chat template adds a few).") var promptTokens = 128
+    @Option(help: "Tokens per completion (C).") var completionTokens = 256
+    @Option(help: "Timed steps.") var steps = 3
+    @Option(help: "Worker threads (default: every core).") var threads: Int?
+    @Option(help: "Python with torch + transformers + trl: run TRL's GRPOTrainer on the same work.") var trlPython: String?
+    @Option(help: "The TRL step script.") var trlScript = "tools/bench/trl_grpo_step.py"
+
+    func run() throws {
+        if let threads { requestRuntimeThreads(threads) }
+        var s = GRPOTrainerSettings()
+        s.objective = GRPOSettings(temperature: 1, advantage: .trl, policyLoss: .trl, aggregation: .dapo, beta: 0,
+                                   maxCompletionLength: completionTokens)
+        s.groupSize = groupSize
+        s.maxNewTokens = completionTokens
+        s.topP = 1
+        s.lr = 1e-6
+        s.maxGradNorm = 1
+        s.stopAtEOS = false
+        let trainer = try GRPOTrainer(modelPath: modelPath, settings: s)
+        let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend in the data. ",
+                            count: promptTokens / 8 + 4)
+        let ids = Array(trainer.base.tokenizer.encode(filler).prefix(max(1, promptTokens - 12)))
+        let prompt = TrainingPrompt(id: "bench", messages: [ChatMessage(role: "user", parts: [.text(trainer.base.tokenizer.decode(ids))])])
+        let promptLength = try PolicyPrompt.prepare(trainer.base, messages: prompt.messages).ids.count
+        print("model: \(modelPath), threads \(RuntimeThreads.count); G \(groupSize), P \(promptLength), C \(completionTokens)")
+        var totals: [Double] = [], rollouts: [Double] = [], updates: [Double] = []
+        for step in 1...max(1, steps) {
+            let t0 = Date()
+            let seeds = [(0..<groupSize).map { UInt64(step * 1000 + $0) }]
+            let groups = try trainer.rollouts([prompt], seeds: seeds)
+            let t1 = Date()
+            let rewards = groups.map { $0.map { Float($0.text.count % 3) } }
+            let u = try trainer.update([prompt], rollouts: groups, rewards: rewards)
+            let total = Date().timeIntervalSince(t0)
+            totals.append(total)
+            rollouts.append(t1.timeIntervalSince(t0))
+            updates.append(u.seconds)
+            print(String(format: "step %d  assay: %.2f s (rollouts %.2f s, %.1f tokens/s; update %.2f s)", step, total, rollouts.last!,
+                         Double(groupSize * completionTokens) / rollouts.last!, u.seconds))
+        }
+        let tokens = Double(groupSize * (promptLength + completionTokens))
+        let m = median(totals)
+        print(String(format: "assay  median %.2f s/step (rollouts %.2f, update %.2f), %.1f tokens/s, peak RSS %.2f GB",
+                     m, median(rollouts), median(updates), tokens / m, Double(RuntimeBenchmark.peakResidentBytes()) / 1e9))
+        guard let py = trlPython else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: py)
+        p.arguments = [trlScript, "--model", modelPath, "--group-size", "\(groupSize)", "--prompt-tokens", "\(promptTokens)",
+                       "--completion-tokens", "\(completionTokens)", "--threads", "\(RuntimeThreads.count)", "--steps", "\(max(1, steps))", "--json"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0,
+              let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+              let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let t = (obj["median_step_seconds"] as? NSNumber)?.doubleValue else {
+            throw RuntimeCommandError(description: "\(trlScript) failed (exit \(p.terminationStatus)); run it by hand to see why")
+        }
+        let steps = (obj["step_seconds"] as? [NSNumber])?.map { String(format: "%.2f", $0.doubleValue) }.joined(separator: " / ") ?? "?"
+        let generate = (obj["generate_seconds"] as? [NSNumber])?.map(\.doubleValue) ?? []
+        let peak = (obj["peak_rss_bytes"] as? NSNumber)?.doubleValue ?? 0
+        print(String(format: "trl    steps %@ s; median %.2f s/step (generate %.2f), peak RSS %.2f GB (trl %@, torch %@)", steps, t,
+                     generate.isEmpty ? .nan : median(generate), peak / 1e9, obj["trl"] as? String ?? "?", obj["torch"] as? String ?? "?"))
+        print(String(format: "assay/trl: %.2f× faster per step, %.2f× the peak memory", t / m, Double(RuntimeBenchmark.peakResidentBytes()) / max(peak, 1)))
+    }
+
+    private func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}
