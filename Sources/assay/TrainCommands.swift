@@ -343,7 +343,9 @@ struct BenchGRPOCommand: ParsableCommand {
         let trainer = try GRPOTrainer(modelPath: modelPath, settings: s)
         let filler = String(repeating: "The quick brown fox jumps over the lazy dog while the chart shows a rising trend in the data. ",
                             count: promptTokens / 8 + 4)
-        let ids = Array(trainer.base.tokenizer.encode(filler).prefix(max(1, promptTokens - 12)))
+        // The chat template's own tokens count towards P.
+        let overhead = try PolicyPrompt.prepare(trainer.base, messages: [ChatMessage(role: "user", parts: [.text("")])]).ids.count
+        let ids = Array(trainer.base.tokenizer.encode(filler).prefix(max(1, promptTokens - overhead)))
         let prompt = TrainingPrompt(id: "bench", messages: [ChatMessage(role: "user", parts: [.text(trainer.base.tokenizer.decode(ids))])])
         let promptLength = try PolicyPrompt.prepare(trainer.base, messages: prompt.messages).ids.count
         print("model: \(modelPath), threads \(RuntimeThreads.count); G \(groupSize), P \(promptLength), C \(completionTokens)")
