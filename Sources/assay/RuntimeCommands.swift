@@ -158,7 +158,7 @@ struct BenchRuntimeCommand: ParsableCommand {
         let loadSeconds = Date().timeIntervalSince(loadStart)
         let activations = model.activationMode == .float32 ? "f32 activations (exact)" : "ggml activations (quantised, llama.cpp-style)"
         print("model:      \(modelPath) (\(model.config.family.rawValue), \(model.weightFormat), \(String(format: "%.3f", Double(model.weightBytes) / gb)) GB of weights, loaded in \(String(format: "%.2f", loadSeconds)) s)")
-        print("cores:      \(ProcessInfo.processInfo.activeProcessorCount); decode: \(activations)")
+        print("cores:      \(ProcessInfo.processInfo.activeProcessorCount); decode: \(activations); kernels: \(KernelPath.summary)")
         var prefillRates: [Double] = [], decodeRates: [Double] = []
         for _ in 0..<max(1, `repeat`) {
             let (p, d) = try measure(model, label: first == .float32 ? "fp32 matmuls (exact)" : "bf16 matmuls (AVX512-BF16)")

@@ -11,7 +11,13 @@ import CBLAS
 /// as the SIMD8 Swift kernel.
 enum NativeKernels {
     /// `assay_native_level()`: 0 none, bit 0 AVX2, bit 1 AVX512, bit 2 AVX512-VNNI.
-    static let level = assay_native_level()
+    static let level: Int32 = {
+        switch KernelPath.active {
+        case .portable: return 0
+        case .avx2: return min(assay_native_level(), 1)
+        case .avx512: return assay_native_level()
+        }
+    }()
 
     /// Whether `type` has native kernels on this CPU.
     static func supports(_ type: GGMLType) -> Bool {

@@ -100,13 +100,10 @@ package enum Kernels {
         _ = k
     }
 
-    static let hasAVX512BF16 = assay_cpu_has_avx512_bf16() != 0
+    static let hasAVX512BF16 = KernelPath.active == .avx512 && assay_cpu_has_avx512_bf16() != 0
 
     /// AVX512F/BW/VL with ZMM state saved by the OS (asked once: cpuid traps to the hypervisor in a VM).
-    static let hasAVX512: Bool = {
-        var vnni: Int32 = 0
-        return assay_cpu_has_avx512(&vnni) != 0
-    }()
+    static let hasAVX512 = KernelPath.active == .avx512
 
     /// bf16 GEMM (vdpbf16ps) with the bias and the residual add fused into the store:
     /// out[m, n] (=, or += when `accumulate`) a · Wᵀ (+ bias). The activations come rounded
@@ -153,7 +150,7 @@ package enum Kernels {
     }
 
     /// Whether the AVX2/FMA/F16C kernels of the CBLAS shim can run here.
-    static let hasAVX2 = assay_cpu_has_avx2_fma_f16c() != 0
+    static let hasAVX2 = KernelPath.active >= .avx2
 
     /// Dot products straight from the stored dtype, parallel over output rows: bandwidth-bound
     /// decode reads each weight byte once per step, serving up to 8 activation rows per pass.

@@ -1,0 +1,49 @@
+import CBLAS
+import Foundation
+
+/// Which of the runtime's CPU kernels run: the widest the CPU has, or a narrower path forced with
+/// the environment variable `ASSAY_KERNELS` (`avx2`, `portable`; `native` or unset: the CPU's
+/// best), so the AVX2 path can be measured and tested on an AVX512 machine and the portable C
+/// path on any x86 one. Asking for a path the CPU lacks gives the best it has (and says so in
+/// `description`). `assay bench runtime` prints the path in use.
+public enum KernelPath: String, Sendable, CaseIterable, Comparable {
+    /// Plain C and Swift loops (what aarch64 builds run).
+    case portable
+    /// AVX2 + FMA + F16C.
+    case avx2
+    /// AVX512F/BW/VL (and VNNI, BF16 where present).
+    case avx512
+
+    public static func < (a: KernelPath, b: KernelPath) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+
+    /// The widest path this CPU runs.
+    public static let detected: KernelPath = {
+        var vnni: Int32 = 0
+        if assay_cpu_has_avx2_fma_f16c() == 0 { return .portable }
+        return assay_cpu_has_avx512(&vnni) != 0 ? .avx512 : .avx2
+    }()
+
+    /// What `ASSAY_KERNELS` asks for (nil: unset or `native`); an unknown value is ignored with a note.
+    public static let requested: KernelPath? = {
+        guard let text = ProcessInfo.processInfo.environment["ASSAY_KERNELS"]?.lowercased(), !text.isEmpty, text != "native" else { return nil }
+        guard let path = KernelPath(rawValue: text) else {
+            FileHandle.standardError.write(Data("ASSAY_KERNELS=\(text) is not one of native, avx512, avx2, portable; using the CPU's best\n".utf8))
+            return nil
+        }
+        return path
+    }()
+
+    /// The path the kernels take: the requested one, capped at what the CPU runs.
+    public static let active: KernelPath = min(requested ?? detected, detected)
+
+    /// For reports: "avx2 (forced by ASSAY_KERNELS; the CPU has avx512)".
+    public static var summary: String {
+        var text = active.rawValue
+        if let requested, requested != detected {
+            text += requested > detected ? " (ASSAY_KERNELS=\(requested.rawValue) asked for more than the CPU has)"
+                                         : " (forced by ASSAY_KERNELS; the CPU has \(detected.rawValue))"
+        }
+        if active == .avx512 && assay_cpu_has_avx512_bf16() != 0 { text += ", AVX512-BF16" }
+        return text
+    }
+}
