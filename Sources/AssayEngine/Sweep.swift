@@ -253,6 +253,15 @@ public struct Sweep: Sendable {
                         summaries[suiteIndex].alreadyStored += 1
                         continue
                     }
+                    if let reason = loaded.unusable {
+                        // Never asked: stored as an error naming the file, line and item (retried
+                        // by the next sweep, e.g. after --allow-dir), and the run goes on.
+                        let response = ModelResponse.failure(kind: "unusable_item", message: reason, attempts: 0)
+                        try await store.recordResponse(runID: run.id, NewResponse(
+                            suiteID: suite.id, itemID: item.id, sampleIndex: sample, cacheKey: key, response: response))
+                        summaries[suiteIndex].errors["unusable_item", default: 0] += 1
+                        continue
+                    }
                     if config.reuseAcrossRuns, let cached = try store.reusableResponse(
                         cacheKey: key, suiteID: suite.id, itemID: item.id, sampleIndex: sample) {
                         try await store.recordResponse(runID: run.id, NewResponse(

@@ -30,54 +30,65 @@ final class InputSafetySweepTests: XCTestCase {
         return (suite, data)
     }
 
-    func testAPathOutsideTheDatasetIsRefusedBeforeAnyRequestAndLeavesNoRun() async throws {
+    func testAPathOutsideTheDatasetIsNeverReadAndItsItemsAreStoredAsErrors() async throws {
         let root = try Fixtures.temporaryDirectory(for: self)
         try Self.png.write(to: root.appendingPathComponent("secret.png"))
         let (suite, data) = try dataset(imagePath: "../secret.png", root: root)
         let store = try Store(path: root.appendingPathComponent("s.sqlite").path)
-        let requests = try await withServer(responder: ConstantResponder(text: "A")) { server -> Int in
-            do {
-                _ = try await Sweep(configuration: SweepConfiguration(run: "r", suites: [SweepSuite(suite: suite, dataset: data)]),
-                                    backend: try backend(server.baseURL), store: store).run()
-                XCTFail("the sweep read a file outside the dataset folder")
-            } catch let error as DatasetError {
-                XCTAssertEqual(error.line, 1)
-                XCTAssertTrue(error.message.contains("outside"), error.message)
-            }
-            return server.statistics.chatRequests
+        let (summary, requests) = try await withServer(responder: ConstantResponder(text: "A")) { server in
+            let summary = try await Sweep(configuration: SweepConfiguration(run: "r", suites: [SweepSuite(suite: suite, dataset: data)]),
+                                          backend: try backend(server.baseURL), store: store).run()
+            return (summary, server.statistics.chatRequests)
         }
         XCTAssertEqual(requests, 0, "nothing was sent")
-        XCTAssertNil(try store.run(named: "r"), "the failed sweep left no empty run behind")
+        XCTAssertEqual(summary.suites.first?.errors["unusable_item"], 3)
+        let run = try XCTUnwrap(try store.run(named: "r"))
+        let stored = try store.responses(runID: run.id, suiteID: suite.id)
+        XCTAssertEqual(stored.count, 3)
+        for r in stored {
+            XCTAssertEqual(r.response.status, .error)
+            let message = r.response.errorMessage ?? ""
+            XCTAssertTrue(message.contains("outside") && message.contains("items.jsonl:") && message.contains("item '"), message)
+        }
 
-        // The same folder allowed with --allow-dir: the sweep runs, under the same name.
+        // The same folder allowed with --allow-dir: the same command retries those items and answers them.
         var config = SweepConfiguration(run: "r", suites: [SweepSuite(suite: suite, dataset: data)])
         config.allowedImageDirectories = [root]
-        let summary = try await withServer(responder: ConstantResponder(text: "A")) { server in
+        let again = try await withServer(responder: ConstantResponder(text: "A")) { server in
             try await Sweep(configuration: config, backend: try backend(server.baseURL), store: store).run()
         }
-        XCTAssertEqual(summary.suites.first?.ok, 3)
+        XCTAssertEqual(again.suites.first?.ok, 3)
     }
 
-    func testBytesThatDoNotDecodeAreNeverSent() async throws {
+    func testBytesThatDoNotDecodeAreNeverSentAndTheOtherItemsAreAsked() async throws {
         let root = try Fixtures.temporaryDirectory(for: self)
         // A PNG signature and a sane IHDR, then garbage: the header check passes, the decoder does not.
         var broken = [UInt8](Self.png.prefix(33))
         broken += [UInt8](repeating: 0x41, count: 64)
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("dataset"), withIntermediateDirectories: true)
-        try Data(broken).write(to: root.appendingPathComponent("dataset/broken.png"))
-        let (suite, data) = try dataset(imagePath: "broken.png", root: root)
-        let store = try Store(path: root.appendingPathComponent("s.sqlite").path)
-        let requests = try await withServer(responder: ConstantResponder(text: "A")) { server -> Int in
-            do {
-                _ = try await Sweep(configuration: SweepConfiguration(run: "r", suites: [SweepSuite(suite: suite, dataset: data)]),
-                                    backend: try backend(server.baseURL), store: store).run()
-                XCTFail("undecodable bytes were accepted")
-            } catch let error as DatasetError {
-                XCTAssertTrue(error.message.contains("not an image"), error.message)
-            }
-            return server.statistics.chatRequests
+        let folder = root.appendingPathComponent("dataset")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Data(broken).write(to: folder.appendingPathComponent("broken.png"))
+        try Self.png.write(to: folder.appendingPathComponent("ok.png"))
+        let (suite, _) = try SyntheticSuite.write(items: 0, in: folder)
+        var lines = ""
+        for (i, path) in ["ok.png", "broken.png", "ok.png"].enumerated() {
+            let row: [String: Any] = ["index": "\(i)", "question": "Question \(i)?", "A": "this", "B": "that", "answer": "A", "image_path": path]
+            lines += String(decoding: try JSONSerialization.data(withJSONObject: row), as: UTF8.self) + "\n"
         }
-        XCTAssertEqual(requests, 0)
+        let data = folder.appendingPathComponent("items.jsonl")
+        try lines.write(to: data, atomically: true, encoding: .utf8)
+        let store = try Store(path: root.appendingPathComponent("s.sqlite").path)
+        let (summary, requests) = try await withServer(responder: ConstantResponder(text: "A")) { server in
+            let summary = try await Sweep(configuration: SweepConfiguration(run: "r", suites: [SweepSuite(suite: suite, dataset: data)]),
+                                          backend: try backend(server.baseURL), store: store).run()
+            return (summary, server.statistics.chatRequests)
+        }
+        XCTAssertEqual(requests, 2, "the two good items were asked, the broken one was not")
+        XCTAssertEqual(summary.suites.first?.ok, 2)
+        XCTAssertEqual(summary.suites.first?.errors["unusable_item"], 1)
+        let run = try XCTUnwrap(try store.run(named: "r"))
+        let bad = try XCTUnwrap(try store.responses(runID: run.id, suiteID: suite.id).first { $0.itemID == "1" })
+        XCTAssertTrue(bad.response.errorMessage?.contains("not an image") ?? false, "\(String(describing: bad.response.errorMessage))")
     }
 
     /// Answers with a fixed text, whatever the question.

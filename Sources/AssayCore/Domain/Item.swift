@@ -78,8 +78,13 @@ public struct ImageRef: Codable, Sendable, Hashable {
 public struct LoadedItem: Sendable {
     public var item: Item
     public var imageData: [Data]
-    public init(item: Item, imageData: [Data] = []) {
+    /// Why the item cannot be asked (an image path outside the allowed folders, a missing or
+    /// unreadable file, bytes that are not a picture), naming the file, line and item; nil when it
+    /// can. Such an item stays in the suite and is stored as an error, and the rest of the run goes on.
+    public var unusable: String?
+    public init(item: Item, imageData: [Data] = [], unusable: String? = nil) {
         self.item = item
         self.imageData = imageData
+        self.unusable = unusable
     }
 }

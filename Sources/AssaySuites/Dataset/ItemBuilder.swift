@@ -46,7 +46,7 @@ struct ItemBuilder {
                 throw DatasetError(file: file.url.path, line: row.line, "\(error)")
             }
             for item in expanded {
-                items.append(LoadedItem(item: item, imageData: loaded.imageData))
+                items.append(LoadedItem(item: item, imageData: loaded.imageData, unusable: loaded.unusable))
             }
         }
         return items
@@ -92,14 +92,17 @@ struct ItemBuilder {
         for (key, value) in row.values where !Self.standardColumns.contains(key) {
             item.metadata[key] = value
         }
-        let (refs, data, allData) = try readImages(row, id: id, imageByIndex: imageByIndex)
+        let (refs, data, allData, unusable) = try readImages(row, id: id, imageByIndex: imageByIndex)
         item.images = refs
         try scorer.prepare(&item, row: row, imageData: allData)
-        return LoadedItem(item: item, imageData: data)
+        return LoadedItem(item: item, imageData: data, unusable: unusable)
     }
 
-    /// The image refs, the bytes kept for the sweep, and all bytes read (for `prepare`).
-    private func readImages(_ row: DatasetRow, id: String, imageByIndex: [String: String]) throws -> ([ImageRef], [Data], [Data]) {
+    /// The image refs, the bytes kept for the sweep, all bytes read (for `prepare`), and — when
+    /// the pictures are kept for a model — why a path cannot be sent (refused, missing, not an
+    /// image): that item alone is unusable, the others load. Malformed rows (bad base64, a dangling
+    /// index) still fail the load: the file itself is wrong.
+    private func readImages(_ row: DatasetRow, id: String, imageByIndex: [String: String]) throws -> ([ImageRef], [Data], [Data], String?) {
         var refs: [ImageRef] = []
         var datas: [Data] = []
         var all: [Data] = []
@@ -133,11 +136,11 @@ struct ItemBuilder {
                     resolved = try access.resolve(path, datasetDirectory: base)
                 } catch let refusal as ImageAccess.Refusal {
                     if case .hashOnly = images { continue }  // imports neither need nor send the pictures
-                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': \(refusal)")
+                    return (refs, [], all, "\(row.file):\(row.line): item '\(id)': \(refusal)")
                 }
                 guard let data = FileManager.default.contents(atPath: resolved) else {
                     if case .hashOnly = images { continue }
-                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': image file unreadable: \(resolved)")
+                    return (refs, [], all, "\(row.file):\(row.line): item '\(id)': image file unreadable: \(resolved)")
                 }
                 add(data, origin: resolved)
             }
@@ -148,10 +151,10 @@ struct ItemBuilder {
                 do {
                     try access.check(data, name: refs[offset].origin)
                 } catch {
-                    throw DatasetError(file: row.file, line: row.line, "item '\(id)': \(error)")
+                    return (refs, [], all, "\(row.file):\(row.line): item '\(id)': \(error)")
                 }
             }
         }
-        return (refs, datas, all)
+        return (refs, datas, all, nil)
     }
 }
