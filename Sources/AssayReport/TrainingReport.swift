@@ -78,12 +78,12 @@ public struct TrainingReport {
         StepChart(slug: "reward", heading: "Reward", caption: "`reward_mean` of each step, with a band of ± `reward_std`.",
                   metrics: ["reward_mean"], spreadOf: ("reward_mean", "reward_std")),
         StepChart(slug: "accuracy", heading: "Accuracy and format rate",
-                  caption: "The step's accuracy and format rate, as the trainer records them.",
+                  caption: "Share of the step's completions the reward counts correct (its `accuracy` component), and share with the expected format (`format` for the critic reward, `parsed` — an answer the suite could extract — for suite rewards).",
                   metrics: ["accuracy", "format_rate"]),
-        StepChart(slug: "kl", heading: "KL", caption: "The KL estimate between the policy and the reference model, as the trainer records it.", metrics: ["kl"]),
+        StepChart(slug: "kl", heading: "KL", caption: "Mean k3 estimate of KL(policy ‖ starting model) per completion token, from the reference log-probs of the sampled tokens (0 when β is 0).", metrics: ["kl"]),
         StepChart(slug: "response-length", heading: "Response length", caption: "Mean length of the step's completions.", metrics: ["response_length"]),
         StepChart(slug: "logprob-gap", heading: "Log-prob gap",
-                  caption: "The gap between the sampling model's log-probabilities of the completions and the policy's, mean and max, as the trainer records them.",
+                  caption: "|log π at sampling − log π on the training path| over every sampled token of the step, mean and max: the two should agree to float rounding; a jump means the sampler and the trainer no longer see the same model.",
                   metrics: ["logprob_gap_mean", "logprob_gap_max"]),
         StepChart(slug: "grad-norm", heading: "Gradient norm", caption: "The global gradient norm.", metrics: ["grad_norm"]),
     ]
@@ -152,7 +152,7 @@ public struct TrainingReport {
             }
             if !components.isEmpty {
                 let spec = StepChart(slug: "reward-components", heading: "Reward components",
-                                     caption: "The `reward_<component>` metrics, as the trainer records them.", metrics: components)
+                                     caption: "Mean of each component of the reward over the step's completions.", metrics: components)
                 let fileName = "\(chartPrefix)-\(spec.slug).svg"
                 charts.append(Chart(fileName: fileName, svg: stepChartSVG(spec, steps: steps, title: "\(name): reward components")))
                 md += "\n### \(spec.heading)\n\n\(spec.caption)\n\n![\(spec.heading)](\(fileName))\n"
