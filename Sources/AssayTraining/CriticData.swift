@@ -59,6 +59,11 @@ public struct CriticExample: Codable, Sendable, Hashable {
     public var split: String
     public var source: String
     public var prompt_version: String
+    /// The pair as shown in `problem` (for evaluations that ask it in both orders: the
+    /// `critic-pairs` suite).
+    public var question: String
+    public var response_1: String
+    public var response_2: String
 }
 
 /// What a build did, printed by `assay critic build`.
@@ -232,7 +237,8 @@ public enum CriticDataBuilder {
             let example = CriticExample(
                 problem: String(repeating: "<image>", count: pair.images.count) + text, answer: betterFirst ? "1" : "2",
                 images: paths, suite: pair.suite, item_id: pair.itemID, order: betterFirst ? "better_first" : "better_second",
-                split: split, source: pair.provenance, prompt_version: CriticPrompt.version)
+                split: split, source: pair.provenance, prompt_version: CriticPrompt.version, question: pair.question,
+                response_1: betterFirst ? pair.better : pair.worse, response_2: betterFirst ? pair.worse : pair.better)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             let line = String(decoding: try encoder.encode(example), as: UTF8.self) + "\n"

@@ -37,6 +37,9 @@ public struct GRPOTrainingConfiguration: Sendable, Codable, Equatable {
     /// Keep every k-th prompt's rollouts in the store (0: none).
     public var keepRollouts = 1
     public var evalSuites: [String] = []
+    /// Dataset files for evaluation suites that have no download (suite id → file), e.g.
+    /// `critic-pairs` → the critic data's `test.jsonl`.
+    public var evalData: [String: String] = [:]
     public var evalEvery: Int?
     public var evalLimit: Int?
     public var evalMaxTokens = 512
@@ -364,6 +367,7 @@ public final class GRPOTrainingRun: @unchecked Sendable {
         let backend = try EmbeddedBackend(modelPath: modelPath, batchSize: 8)
         let entries = try suites.map { suite -> SweepSuite in
             if suite.manifest.source?.format == "generated" { return SweepSuite(suite: suite, dataset: nil) }
+            if let path = c.evalData[suite.id] { return SweepSuite(suite: suite, dataset: URL(fileURLWithPath: path)) }
             return SweepSuite(suite: suite, dataset: try DataFetch(directory: DataFetch.defaultDirectory()).localDataset(for: suite))
         }
         var notes = backend.runNotes

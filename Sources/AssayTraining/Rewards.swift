@@ -62,70 +62,12 @@ public struct CriticPreferenceReward: RewardFunction {
     }
 
     public func score(_ input: RewardInput) -> RewardScore {
-        let response = Self.tightenTags(Array(input.response.unicodeScalars))
-        let format: Double = Self.hasFormat(response) ? 1 : 0
-        let prediction = Self.boxedContent(response)
+        let verdict = CriticRewardRule.read(input.response)
+        let format: Double = verdict.format ? 1 : 0
         let gold = CriticLabel.parse(input.groundTruth)
-        let accuracy: Double = gold != nil && prediction.flatMap { CriticLabel.parse(String(String.UnicodeScalarView($0))) } == gold ? 1 : 0
+        let accuracy: Double = gold != nil && verdict.choice == gold ? 1 : 0
         return RewardScore(overall: (1 - formatWeight) * accuracy + formatWeight * format,
                            components: ["format": format, "accuracy": accuracy])
-    }
-
-    static let tagCharacters: Set<Unicode.Scalar> = ["<", ">", "/"]
-
-    /// `re.sub(r"\s*(<|>|/)\s*", r"\1", text)`: a whitespace run before a tag character and
-    /// the run after it disappear; other whitespace stays.
-    static func tightenTags(_ s: [Unicode.Scalar]) -> [Unicode.Scalar] {
-        var out: [Unicode.Scalar] = []
-        out.reserveCapacity(s.count)
-        var i = 0
-        while i < s.count {
-            if CodePoints.isPythonSpace(s[i]) {
-                var j = i
-                while j < s.count, CodePoints.isPythonSpace(s[j]) { j += 1 }
-                if j < s.count, tagCharacters.contains(s[j]) {
-                    i = j  // the tag is emitted below with the run after it dropped
-                } else {
-                    out += s[i..<j]
-                    i = j
-                    continue
-                }
-            }
-            if tagCharacters.contains(s[i]) {
-                out.append(s[i])
-                i += 1
-                while i < s.count, CodePoints.isPythonSpace(s[i]) { i += 1 }
-            } else {
-                out.append(s[i])
-                i += 1
-            }
-        }
-        return out
-    }
-
-    static let think = Array("<think>".unicodeScalars), thinkEnd = Array("</think>".unicodeScalars)
-    static let boxed = Array("\\boxed{".unicodeScalars)
-
-    /// `re.fullmatch(r"<think>.*</think>.*\\boxed\{.*\}.*", text, re.DOTALL)`: the earliest
-    /// occurrence of each part after the previous one decides whether any match exists.
-    static func hasFormat(_ s: [Unicode.Scalar]) -> Bool {
-        guard s.starts(with: think), let close = CodePoints.find(thinkEnd, in: s, from: think.count),
-              let box = CodePoints.find(boxed, in: s, from: close + thinkEnd.count) else { return false }
-        return CodePoints.find(["}"], in: s, from: box + boxed.count) != nil
-    }
-
-    /// The content of the last `\boxed{` up to the brace that closes it, stripped; `nil` when
-    /// there is no box or it never closes (Python: `"None"`).
-    static func boxedContent(_ s: [Unicode.Scalar]) -> [Unicode.Scalar]? {
-        guard let start = CodePoints.rfind(boxed, in: s) else { return nil }
-        var depth = 0
-        var i = start + boxed.count
-        while i < s.count {
-            if s[i] == "{" { depth += 1 } else if s[i] == "}" { depth -= 1 }
-            if depth == -1 { return CodePoints.strip(Array(s[(start + boxed.count)..<i])) }
-            i += 1
-        }
-        return nil
     }
 }
 

@@ -183,6 +183,8 @@ struct TrainGRPOCommand: AsyncParsableCommand {
     var reward = "critic"
     @Option(help: "Keep the rollouts of every k-th prompt in the store (0: none).") var keepRollouts = 1
     @Option(help: "Suites to evaluate the base model and the checkpoints on (comma-separated).") var evalSuites: String?
+    @Option(help: "SUITE=FILE: the dataset of an evaluation suite without a download (critic-pairs=DIR/test.jsonl); repeatable.")
+    var evalData: [String] = []
     @Option(help: "Evaluate every K steps (a multiple of --save-every; default: every checkpoint).") var evalEvery: Int?
     @Option(help: "Items per evaluation suite.") var evalLimit: Int?
     @Option(help: "Longest evaluation answer, in tokens.") var evalMaxTokens = 512
@@ -224,6 +226,12 @@ struct TrainGRPOCommand: AsyncParsableCommand {
         c.reward = try choice(reward, "--reward", TrainingRewardKind.self)
         c.keepRollouts = keepRollouts
         c.evalSuites = evalSuites.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
+        for entry in evalData {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw ValidationError("--eval-data takes SUITE=FILE, got \(entry)") }
+            guard FileManager.default.fileExists(atPath: parts[1]) else { throw ValidationError("--eval-data \(entry): no such file") }
+            c.evalData[parts[0]] = URL(fileURLWithPath: parts[1]).standardizedFileURL.path
+        }
         c.evalEvery = evalEvery
         c.evalLimit = evalLimit
         c.evalMaxTokens = evalMaxTokens

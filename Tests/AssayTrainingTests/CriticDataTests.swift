@@ -76,6 +76,9 @@ final class CriticDataTests: XCTestCase {
             // A critic answering the label in the released format earns the full reward.
             XCTAssertEqual(reward.score(RewardInput(response: "<think>check</think>\\boxed{\(row.answer)}", groundTruth: row.answer)).overall, 1)
         }
+        // The held-out split is the critic-pairs suite: both orders, the training prompt, the reward's rule.
+        try checkCriticPairsSuite(test: out.appendingPathComponent("test.jsonl"), rows: rows.filter { $0.split == "test" }, catalog: catalog)
+
         // The same seed gives the same folder; another seed another order.
         let again = try Fixtures.temporaryDirectory(for: self).appendingPathComponent("again")
         var second = CriticBuildSummary()
@@ -147,5 +150,42 @@ final class CriticDataTests: XCTestCase {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: out.appendingPathComponent("launch.sh").path))
         XCTAssertThrowsError(try EasyR1Export.write(dataDirectory: data, out: out)) { XCTAssertTrue("\($0)".contains("not empty")) }
         XCTAssertThrowsError(try EasyR1Export.write(dataDirectory: directory.appendingPathComponent("nope"), out: directory.appendingPathComponent("e2")))
+    }
+
+    /// Loads `test.jsonl` as the `critic-pairs` suite and scores three critics: one that knows the
+    /// label (in the release format), one that always boxes 1, and one that never boxes.
+    func checkCriticPairsSuite(test: URL, rows: [CriticExample], catalog: SuiteCatalog) throws {
+        let suite = try catalog.suite("critic-pairs")
+        let items = try suite.loadItems(from: DatasetFile.read(test)).map(\.item)
+        XCTAssertEqual(items.count, 2 * rows.count, "each pair in both orders")
+        for item in items {
+            let text = suite.userText(item)
+            XCTAssertTrue(text.contains("[Response 1]") && text.hasSuffix("put in \\boxed{}."), text)
+            let shownFirst = try XCTUnwrap(item.meta("response_first"))
+            XCTAssertTrue(text.contains("[Response 1]\n" + shownFirst.trimmingCharacters(in: .whitespacesAndNewlines)), "the order asked is the order shown")
+        }
+        // The order as written is the training row's own prompt.
+        let original = try XCTUnwrap(items.first { $0.id.hasSuffix("@12") })
+        let source = try XCTUnwrap(rows.first { original.id.hasPrefix("\($0.suite)/\($0.item_id)#") && suite.userText(original) == $0.problem })
+        XCTAssertEqual(original.answers, [source.answer])
+
+        func score(_ reply: (Item) -> String) -> SuiteMetrics {
+            suite.aggregate(items.map { item in
+                let extraction = suite.extract(reply(item), item: item)
+                return ScoredItem(item: item, extraction: extraction, score: suite.score(extraction, item: item))
+            })
+        }
+        let oracle = score { "<think>I compared them.</think> The better one is \\boxed{\($0.answers[0])}" }
+        XCTAssertEqual(oracle.score, 100)
+        XCTAssertEqual(oracle.metrics["position_consistency"], 100)
+        XCTAssertEqual(oracle.metrics["format_rate"], 100)
+        let first = score { _ in "\\boxed{1}" }
+        XCTAssertEqual(first.score, 50, accuracy: 1e-9)
+        XCTAssertEqual(first.metrics["position_consistency"], 0)
+        XCTAssertEqual(first.metrics["consistent_accuracy"], 0)
+        XCTAssertEqual(first.metrics["format_rate"], 0, "a bare box is not the release format")
+        let silent = score { _ in "Both are fine." }
+        XCTAssertEqual(silent.score, 0)
+        XCTAssertEqual(silent.metrics["unparsed_rate"], 100)
     }
 }

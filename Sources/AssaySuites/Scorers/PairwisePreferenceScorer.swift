@@ -24,6 +24,9 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
         case vlRewardBench = "vl_rewardbench"
         case multimodalRewardBench = "mm_rewardbench"
         case mmRLHF = "mm_rlhf_rewardbench"
+        /// The held-out split of `assay critic build` (`test.jsonl`), asked with the critic prompt
+        /// it was trained on and read by the release's reward rule (`CriticRewardRule`).
+        case criticPairs = "critic_pairs"
     }
 
     public let benchmark: Benchmark
@@ -38,7 +41,7 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
 
     /// How the two positions are named in the prompt and in the verdict.
     var labels: (first: String, second: String) {
-        benchmark == .vlRewardBench ? ("1", "2") : ("A", "B")
+        benchmark == .vlRewardBench || benchmark == .criticPairs ? ("1", "2") : ("A", "B")
     }
 
     // MARK: - Dataset
@@ -54,6 +57,17 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
             switch benchmark {
             case .vlRewardBench:
                 break
+            case .criticPairs:
+                // One item may have several pairs: `<suite>/<item>#<n>`.
+                if row.values["index"] == nil {
+                    let id = [row.text("suite"), row.text("item_id")].compactMap { $0 }.joined(separator: "/")
+                    let key = id.isEmpty ? "line-\(row.line)" : id
+                    let n = seen[key, default: 0]
+                    seen[key] = n + 1
+                    row.values["index"] = .string("\(key)#\(n)")
+                }
+                if row.values["image_path"] == nil, let images = row.values["images"] { row.values["image_path"] = images }
+                row.values["images"] = nil
             case .multimodalRewardBench:
                 if row.values["index"] == nil, let id = row.values["ID"] { row.values["index"] = id }
                 if row.values["question"] == nil, let text = row.values["Text"] { row.values["question"] = text }
@@ -107,6 +121,13 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
             }
             (first, second, preferred) = (output1, output2, better == "Output1" ? 1 : 2)
             item.category = Self.multimodalRewardBenchCategory(row.text("Category") ?? item.category ?? "", id: item.id)
+        case .criticPairs:
+            guard let r1 = row.text("response_1"), let r2 = row.text("response_2") else {
+                throw fail("keys 'response_1' and 'response_2' are required (critic data written by an older assay has only 'problem': build it again)")
+            }
+            guard let label = CriticLabel.parse(row.text("answer") ?? "") else { throw fail("'answer' must be 1 or 2") }
+            (first, second, preferred) = (r1, r2, label)
+            if item.category == nil { item.category = row.text("suite") }
         case .mmRLHF:
             guard let chosen = row.text("chosen"), let rejected = row.text("rejected") else {
                 throw fail("keys 'chosen' and 'rejected' are required")
@@ -129,7 +150,7 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
         case .vlRewardBench:
             // VLMEvalKit's deterministic stand-in for the official random order.
             officialSwapped = (r1.unicodeScalars.count + r2.unicodeScalars.count) % 2 == 1
-        case .multimodalRewardBench:
+        case .multimodalRewardBench, .criticPairs:
             officialSwapped = false
         case .mmRLHF:
             officialSwapped = nil
@@ -150,8 +171,13 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
 
     public func templateVariables(for item: Item) -> [String: String] {
         // The verdict tokens contain "[[", which the template syntax reserves for optional parts.
-        ["response_first": item.meta("response_first") ?? "", "response_second": item.meta("response_second") ?? "",
-         "verdict_first": "[[\(labels.first)]]", "verdict_second": "[[\(labels.second)]]"]
+        var variables = ["response_first": item.meta("response_first") ?? "", "response_second": item.meta("response_second") ?? "",
+                         "verdict_first": "[[\(labels.first)]]", "verdict_second": "[[\(labels.second)]]"]
+        if benchmark == .criticPairs {
+            variables["critic_prompt"] = CriticPrompt.text(question: item.question, first: variables["response_first"] ?? "",
+                                                           second: variables["response_second"] ?? "")
+        }
+        return variables
     }
 
     // MARK: - Categories
@@ -192,6 +218,12 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
     private static let bracketVerdict = Pattern(#"\[\[([ABC])\]\]"#)
 
     public func extract(_ response: String, item: Item) -> Extraction {
+        if benchmark == .criticPairs {
+            // The rule the critic was rewarded by, on the whole reply: the last closed box, read by CriticLabel.
+            let verdict = CriticRewardRule.read(response)
+            guard let choice = verdict.choice else { return .unparsed(reason: "no \\boxed{1} or \\boxed{2}") }
+            return .answer(String(choice), method: verdict.format ? "boxed+format" : "boxed")
+        }
         let text = ReasoningText.stripThink(response)
         if text.isEmpty { return .unparsed(reason: "empty response") }
         switch benchmark {
@@ -209,7 +241,7 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
             }
             if Self.judgmentTie.matches(flat) { return .answer("tie", method: "tie") }
             return .unparsed(reason: "no 'Answer X is better' judgment")
-        case .multimodalRewardBench, .mmRLHF:
+        case .multimodalRewardBench, .mmRLHF, .criticPairs:
             // The official script checks "[[A]]" before "[[B]]"; the last verdict is the final one.
             guard let verdict = Self.bracketVerdict.lastMatch(in: text, group: 1) else {
                 return .unparsed(reason: "no [[A]] or [[B]] verdict")
@@ -306,6 +338,9 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
             metrics["acc_plus"] = Double(groups.values.filter { $0 }.count) / Double(groups.count) * 100
         case .multimodalRewardBench:
             break
+        case .criticPairs:
+            // Replies in the release's format (<think>…</think> then a box) with a readable choice.
+            metrics["format_rate"] = Double(results.filter { $0.extraction.method == "boxed+format" }.count) / Double(results.count) * 100
         }
         return metrics
     }

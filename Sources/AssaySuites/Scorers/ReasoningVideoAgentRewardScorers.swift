@@ -14,5 +14,6 @@ extension ScorerRegistry {
         "vl_rewardbench": { _ in PairwisePreferenceScorer(benchmark: .vlRewardBench) },
         "mm_rewardbench": { _ in PairwisePreferenceScorer(benchmark: .multimodalRewardBench) },
         "mm_rlhf_rewardbench": { _ in PairwisePreferenceScorer(benchmark: .mmRLHF) },
+        "critic_pairs": { _ in PairwisePreferenceScorer(benchmark: .criticPairs) },
     ]
 }
