@@ -20,7 +20,7 @@ final class StoreTests: XCTestCase {
 
     func testMigrationsAreNamedAndTheJournalIsWAL() throws {
         let store = try makeStore()
-        XCTAssertEqual(try store.appliedMigrations(), ["v1-runs-items-responses-scores", "v2-judgements-and-judging", "v3-critic-judgements-and-selections"])
+        XCTAssertEqual(try store.appliedMigrations(), ["v1-runs-items-responses-scores", "v2-judgements-and-judging", "v3-critic-judgements-and-selections", "v4-training"])
         XCTAssertEqual(try store.journalMode(), "wal")
         // Reopening applies nothing new and keeps the data.
         _ = try store.ensureRun(newRun())

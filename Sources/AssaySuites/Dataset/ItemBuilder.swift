@@ -94,7 +94,8 @@ struct ItemBuilder {
         }
         let (refs, data, allData, unusable) = try readImages(row, id: id, imageByIndex: imageByIndex)
         item.images = refs
-        try scorer.prepare(&item, row: row, imageData: allData)
+        // An unusable item is never asked or scored: its scorer does not read the refused bytes.
+        if unusable == nil { try scorer.prepare(&item, row: row, imageData: allData) }
         return LoadedItem(item: item, imageData: data, unusable: unusable)
     }
 
