@@ -137,6 +137,11 @@ public enum CriticDataBuilder {
                             summary.dropped["identical texts scored differently", default: 0] += 1
                             continue
                         }
+                        // An empty answer against any answer teaches nothing about judging.
+                        if w.text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                            summary.dropped["pairs with an empty response", default: 0] += 1
+                            continue
+                        }
                         pairs.append(CriticPair(suite: suiteID, itemID: itemID, question: question,
                                                 images: loaded[itemID]?.imageData ?? [], better: r.text, worse: w.text,
                                                 provenance: "\(r.from) > \(w.from)"))

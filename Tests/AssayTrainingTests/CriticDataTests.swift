@@ -188,4 +188,23 @@ final class CriticDataTests: XCTestCase {
         XCTAssertEqual(silent.score, 0)
         XCTAssertEqual(silent.metrics["unparsed_rate"], 100)
     }
+
+    func testEmptyResponsesMakeNoPairButAnEmptyShownResponseStillLoads() throws {
+        let count = 6
+        let (_, _, probe) = try store(runs: [:], items: count)
+        let right = probe.map { ["The answer is \($0.answer)."] }
+        let empty = probe.map { _ in [""] }
+        let (store, catalog, _) = try store(runs: ["right": right, "empty": empty], items: count)
+        var summary = CriticBuildSummary()
+        let pairs = try CriticDataBuilder.pairs(fromRuns: ["right", "empty"], store: store, catalog: catalog, suites: nil,
+                                                dataDirectory: nil, summary: &summary)
+        XCTAssertTrue(pairs.isEmpty, "\(pairs.count) pairs against an empty response")
+        XCTAssertEqual(summary.dropped["pairs with an empty response"], count)
+
+        // A held-out row whose shown response is empty (written by hand or an older build) is still a pair to judge.
+        let file = try Fixtures.temporaryDirectory(for: self).appendingPathComponent("test.jsonl")
+        try Fixtures.writeJSONL([["question": "What is 2 + 2?", "response_1": "4", "response_2": "", "answer": "1", "suite": "arithmetic", "item_id": "x"]], to: file)
+        let items = try catalog.suite("critic-pairs").loadItems(from: DatasetFile.read(file))
+        XCTAssertEqual(items.map(\.item.id), ["arithmetic/x#0@12", "arithmetic/x#0@21"])
+    }
 }

@@ -122,7 +122,8 @@ public struct PairwisePreferenceScorer: SuiteScorer, VideoFrameSource {
             (first, second, preferred) = (output1, output2, better == "Output1" ? 1 : 2)
             item.category = Self.multimodalRewardBenchCategory(row.text("Category") ?? item.category ?? "", id: item.id)
         case .criticPairs:
-            guard let r1 = row.text("response_1"), let r2 = row.text("response_2") else {
+            // An empty response is content a critic judges, not a missing value.
+            guard let r1 = row.values["response_1"].flatMap({ $0.text }), let r2 = row.values["response_2"].flatMap({ $0.text }) else {
                 throw fail("keys 'response_1' and 'response_2' are required (critic data written by an older assay has only 'problem': build it again)")
             }
             guard let label = CriticLabel.parse(row.text("answer") ?? "") else { throw fail("'answer' must be 1 or 2") }
