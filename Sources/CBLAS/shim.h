@@ -478,6 +478,16 @@ static inline float assay_half(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* The two f16 values at p as lanes 0 and 1 (lanes 2–3 zero): a Q4_1 block's d and m in one
+   conversion instead of two scalar ones. For Q8_0 only lane 0 (d) is used; lane 1 is two quants
+   read as a half and never looked at. */
+__attribute__((target("avx2,fma,f16c")))
+static inline __m128 assay_halves2(const uint8_t *p) {
+    int bits;
+    __builtin_memcpy(&bits, p, 4);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
+}
+
 /* The 32 quants of a block as float vectors, per vector width: 2 × 16 lanes or 4 × 8 lanes, in
    natural order (Q4_1: the 16 low nibbles are weights 0–15, the high nibbles 16–31). */
 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
@@ -494,15 +504,18 @@ static inline void assay_q8_0_values_512(const uint8_t *qs, __m512 *v) {
     v[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qs + 16))));
 }
 
+/* Two zero-extensions of 8 bytes each give all 32 nibbles: the low nibbles of bytes 0–7 and 8–15
+   are weights 0–7 and 8–15, the high nibbles (a shift, since the upper bytes are zero) 16–31. Half
+   the shuffles of widening the masked halves separately, which is what the decode pass waits on. */
 __attribute__((target("avx2,fma,f16c")))
 static inline void assay_q4_1_values_256(const uint8_t *qs, __m256 *v) {
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-    v[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-    v[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+    const __m256i mask = _mm256_set1_epi32(0x0F);
+    __m256i q0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
+    __m256i q1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)));
+    v[0] = _mm256_cvtepi32_ps(_mm256_and_si256(q0, mask));
+    v[1] = _mm256_cvtepi32_ps(_mm256_and_si256(q1, mask));
+    v[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(q0, 4));
+    v[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(q1, 4));
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -518,57 +531,139 @@ static inline float assay_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
    blocks do not wait on each other's additions. Dequantisation: fma(d, q, m) rounds once, as
    ggml's d·q + m does (d·q is exact in float: an 11-bit significand times at most 8 bits), so the
    values are bit-identical to dequantize_row_q4_1 / _q8_0. */
-#define ASSAY_FLOAT_KERNELS(W, TARGET, VEC, LANES, ZERO, SET1, LOADU, STOREU, MUL, ADD, FMADD, HSUM)                \
+#define ASSAY_FLOAT_KERNELS(W, TARGET, VEC, LANES, ZERO, SET1, BCAST, LOADU, STOREU, MUL, ADD, FMADD, HSUM)                \
     /* Σ q_j·x_j of one block, as a vector of partial sums. */                                                    \
     __attribute__((target(TARGET)))                                                                               \
     static inline VEC assay_dot_##W(const VEC *v, const float *xb) {                                             \
+        /* Two chains (vectors 0, 2 and 1, 3) when there are four: half the dependent FMAs. */                   \
         VEC t = MUL(v[0], LOADU(xb));                                                                             \
-        for (int k = 1; k < 32 / LANES; k++) t = FMADD(v[k], LOADU(xb + LANES * k), t);                           \
-        return t;                                                                                                 \
+        if (32 / LANES == 2) return FMADD(v[1], LOADU(xb + LANES), t);                                            \
+        VEC u = MUL(v[1], LOADU(xb + LANES));                                                                     \
+        t = FMADD(v[2], LOADU(xb + 2 * LANES), t);                                                                \
+        u = FMADD(v[3], LOADU(xb + 3 * LANES), u);                                                                \
+        return ADD(t, u);                                                                                         \
     }                                                                                                             \
     __attribute__((target(TARGET)))                                                                               \
-    static inline VEC assay_q4_1_block_##W(const uint8_t *blk, const float *xb) {                                \
+    static inline VEC assay_q4_1_block_##W(const uint8_t *blk, const float *xb, VEC acc) {                       \
         VEC v[32 / LANES];                                                                                        \
         assay_q4_1_values_##W(blk + 4, v);                                                                        \
-        return MUL(SET1(assay_half(blk)), assay_dot_##W(v, xb));                                                  \
+        return FMADD(SET1(assay_half(blk)), assay_dot_##W(v, xb), acc);                                          \
     }                                                                                                             \
     __attribute__((target(TARGET)))                                                                               \
-    static inline VEC assay_q8_0_block_##W(const uint8_t *blk, const float *xb) {                                \
+    static inline VEC assay_q8_0_block_##W(const uint8_t *blk, const float *xb, VEC acc) {                       \
         VEC v[32 / LANES];                                                                                        \
         assay_q8_0_values_##W(blk + 2, v);                                                                        \
-        return MUL(SET1(assay_half(blk)), assay_dot_##W(v, xb));                                                  \
+        return FMADD(SET1(assay_half(blk)), assay_dot_##W(v, xb), acc);                                          \
     }                                                                                                             \
-    /* Rows of blocks of `size` bytes; even and odd blocks go to separate accumulators. */                       \
-    __attribute__((target(TARGET)))                                                                               \
-    static void assay_q4_1_f32_##W(const uint8_t *w, long rowBytes, long rows, const float *x, const float *xs,  \
-                                   long blocks, float *out) {                                                     \
+    /* G activations (1 ≤ G ≤ 4; a constant where it is inlined) against `rows` rows: each block's                \
+       quants are widened once for all G. Per activation the arithmetic is that of G = 1 (even and                \
+       odd blocks in separate accumulators), so a batch gets the same bits as one vector alone.                   \
+       A Q4_1 block's d and m are widened together (lane 0 and 1 of one conversion); the minimum                  \
+       terms m·Σx accumulate in lane 1 of a 128-bit vector (lane 0 collects d·Σx, unused): no                     \
+       scalar conversions in the loop. Outputs: out[i · ldo + r]. */                                              \
+    __attribute__((target(TARGET), always_inline))                                                                \
+    static inline void assay_q4_1_group_##W(const uint8_t *w, long rowBytes, long rows, const float *const *x,    \
+                                            const float *const *xs, int G, long blocks, float *out, long ldo) {   \
         for (long r = 0; r < rows; r++) {                                                                         \
             const uint8_t *p = w + r * rowBytes;                                                                  \
-            VEC acc0 = ZERO(), acc1 = ZERO();                                                                     \
-            float mins = 0;                                                                                       \
+            VEC acc0[4], acc1[4], v[32 / LANES];                                                                  \
+            __m128 mn0[4], mn1[4];                                                                                \
+            for (int i = 0; i < G; i++) { acc0[i] = ZERO(); acc1[i] = ZERO(); mn0[i] = _mm_setzero_ps(); mn1[i] = mn0[i]; }\
             long b = 0;                                                                                           \
             for (; b + 1 < blocks; b += 2) {                                                                      \
-                acc0 = ADD(acc0, assay_q4_1_block_##W(p + 20 * b, x + 32 * b));                                   \
-                acc1 = ADD(acc1, assay_q4_1_block_##W(p + 20 * b + 20, x + 32 * b + 32));                         \
+                const uint8_t *q = p + 20 * b;                                                                    \
+                __m128 dm = assay_halves2(q);                                                                     \
+                assay_q4_1_values_##W(q + 4, v);                                                                  \
+                VEC d = BCAST(dm);                                                                                \
+                for (int i = 0; i < G; i++) {                                                                     \
+                    acc0[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b), acc0[i]);                                 \
+                    mn0[i] = _mm_fmadd_ps(dm, _mm_broadcast_ss(xs[i] + b), mn0[i]);                               \
+                }                                                                                                 \
+                dm = assay_halves2(q + 20);                                                                       \
+                assay_q4_1_values_##W(q + 24, v);                                                                 \
+                d = BCAST(dm);                                                                                    \
+                for (int i = 0; i < G; i++) {                                                                     \
+                    acc1[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b + 32), acc1[i]);                            \
+                    mn1[i] = _mm_fmadd_ps(dm, _mm_broadcast_ss(xs[i] + b + 1), mn1[i]);                           \
+                }                                                                                                 \
             }                                                                                                     \
-            if (b < blocks) acc0 = ADD(acc0, assay_q4_1_block_##W(p + 20 * b, x + 32 * b));                     \
-            for (b = 0; b < blocks; b++) mins += assay_half(p + 20 * b + 2) * xs[b];                              \
-            out[r] = HSUM(ADD(acc0, acc1)) + mins;                                                                \
+            if (b < blocks) {                                                                                     \
+                const uint8_t *q = p + 20 * b;                                                                    \
+                __m128 dm = assay_halves2(q);                                                                     \
+                assay_q4_1_values_##W(q + 4, v);                                                                  \
+                VEC d = BCAST(dm);                                                                                \
+                for (int i = 0; i < G; i++) {                                                                     \
+                    acc0[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b), acc0[i]);                                 \
+                    mn0[i] = _mm_fmadd_ps(dm, _mm_broadcast_ss(xs[i] + b), mn0[i]);                               \
+                }                                                                                                 \
+            }                                                                                                     \
+            for (int i = 0; i < G; i++) {                                                                         \
+                __m128 mn = _mm_add_ps(mn0[i], mn1[i]);                                                           \
+                out[i * ldo + r] = HSUM(ADD(acc0[i], acc1[i])) + _mm_cvtss_f32(_mm_shuffle_ps(mn, mn, 1));        \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    __attribute__((target(TARGET), always_inline))                                                                \
+    static inline void assay_q8_0_group_##W(const uint8_t *w, long rowBytes, long rows, const float *const *x,    \
+                                            int G, long blocks, float *out, long ldo) {                           \
+        for (long r = 0; r < rows; r++) {                                                                         \
+            const uint8_t *p = w + r * rowBytes;                                                                  \
+            VEC acc0[4], acc1[4], v[32 / LANES];                                                                  \
+            for (int i = 0; i < G; i++) { acc0[i] = ZERO(); acc1[i] = ZERO(); }                                   \
+            long b = 0;                                                                                           \
+            for (; b + 1 < blocks; b += 2) {                                                                      \
+                const uint8_t *q = p + 34 * b;                                                                    \
+                VEC d = BCAST(assay_halves2(q));                                                                  \
+                assay_q8_0_values_##W(q + 2, v);                                                                  \
+                for (int i = 0; i < G; i++) acc0[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b), acc0[i]);         \
+                d = BCAST(assay_halves2(q + 34));                                                                 \
+                assay_q8_0_values_##W(q + 36, v);                                                                 \
+                for (int i = 0; i < G; i++) acc1[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b + 32), acc1[i]);    \
+            }                                                                                                     \
+            if (b < blocks) {                                                                                     \
+                const uint8_t *q = p + 34 * b;                                                                    \
+                VEC d = BCAST(assay_halves2(q));                                                                  \
+                assay_q8_0_values_##W(q + 2, v);                                                                  \
+                for (int i = 0; i < G; i++) acc0[i] = FMADD(d, assay_dot_##W(v, x[i] + 32 * b), acc0[i]);         \
+            }                                                                                                     \
+            for (int i = 0; i < G; i++) out[i * ldo + r] = HSUM(ADD(acc0[i], acc1[i]));                           \
+        }                                                                                                         \
+    }                                                                                                             \
+    /* m activations in groups of four, 16 rows at a time (their bytes stay in L1 across groups). */              \
+    __attribute__((target(TARGET)))                                                                               \
+    static void assay_q4_1_f32_##W(const uint8_t *w, long rowBytes, long rows, const float *const *x,             \
+                                   const float *const *xs, int m, long blocks, float *out, long ldo) {            \
+        if (m == 1) { assay_q4_1_group_##W(w, rowBytes, rows, x, xs, 1, blocks, out, ldo); return; }              \
+        for (long r0 = 0; r0 < rows; r0 += 16) {                                                                  \
+            long n = rows - r0 < 16 ? rows - r0 : 16;                                                             \
+            const uint8_t *wr = w + r0 * rowBytes;                                                                \
+            for (int i = 0; i < m; i += 4) {                                                                      \
+                float *o = out + i * ldo + r0;                                                                    \
+                switch (m - i) {                                                                                  \
+                case 1: assay_q4_1_group_##W(wr, rowBytes, n, x + i, xs + i, 1, blocks, o, ldo); break;           \
+                case 2: assay_q4_1_group_##W(wr, rowBytes, n, x + i, xs + i, 2, blocks, o, ldo); break;           \
+                case 3: assay_q4_1_group_##W(wr, rowBytes, n, x + i, xs + i, 3, blocks, o, ldo); break;           \
+                default: assay_q4_1_group_##W(wr, rowBytes, n, x + i, xs + i, 4, blocks, o, ldo); break;          \
+                }                                                                                                 \
+            }                                                                                                     \
         }                                                                                                         \
     }                                                                                                             \
     __attribute__((target(TARGET)))                                                                               \
-    static void assay_q8_0_f32_##W(const uint8_t *w, long rowBytes, long rows, const float *x, long blocks,      \
-                                   float *out) {                                                                  \
-        for (long r = 0; r < rows; r++) {                                                                         \
-            const uint8_t *p = w + r * rowBytes;                                                                  \
-            VEC acc0 = ZERO(), acc1 = ZERO();                                                                     \
-            long b = 0;                                                                                           \
-            for (; b + 1 < blocks; b += 2) {                                                                      \
-                acc0 = ADD(acc0, assay_q8_0_block_##W(p + 34 * b, x + 32 * b));                                   \
-                acc1 = ADD(acc1, assay_q8_0_block_##W(p + 34 * b + 34, x + 32 * b + 32));                         \
+    static void assay_q8_0_f32_##W(const uint8_t *w, long rowBytes, long rows, const float *const *x, int m,      \
+                                   long blocks, float *out, long ldo) {                                           \
+        if (m == 1) { assay_q8_0_group_##W(w, rowBytes, rows, x, 1, blocks, out, ldo); return; }                  \
+        for (long r0 = 0; r0 < rows; r0 += 16) {                                                                  \
+            long n = rows - r0 < 16 ? rows - r0 : 16;                                                             \
+            const uint8_t *wr = w + r0 * rowBytes;                                                                \
+            for (int i = 0; i < m; i += 4) {                                                                      \
+                float *o = out + i * ldo + r0;                                                                    \
+                switch (m - i) {                                                                                  \
+                case 1: assay_q8_0_group_##W(wr, rowBytes, n, x + i, 1, blocks, o, ldo); break;                   \
+                case 2: assay_q8_0_group_##W(wr, rowBytes, n, x + i, 2, blocks, o, ldo); break;                   \
+                case 3: assay_q8_0_group_##W(wr, rowBytes, n, x + i, 3, blocks, o, ldo); break;                   \
+                default: assay_q8_0_group_##W(wr, rowBytes, n, x + i, 4, blocks, o, ldo); break;                  \
+                }                                                                                                 \
             }                                                                                                     \
-            if (b < blocks) acc0 = ADD(acc0, assay_q8_0_block_##W(p + 34 * b, x + 32 * b));                     \
-            out[r] = HSUM(ADD(acc0, acc1));                                                                       \
         }                                                                                                         \
     }                                                                                                             \
     __attribute__((target(TARGET)))                                                                               \
@@ -590,9 +685,9 @@ static inline float assay_hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
         }                                                                                                         \
     }
 
-ASSAY_FLOAT_KERNELS(512, "avx512f,avx512bw,avx512vl,fma,f16c", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
+ASSAY_FLOAT_KERNELS(512, "avx512f,avx512bw,avx512vl,fma,f16c", __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_broadcastss_ps, _mm512_loadu_ps,
                     _mm512_storeu_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_fmadd_ps, assay_hsum512)
-ASSAY_FLOAT_KERNELS(256, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+ASSAY_FLOAT_KERNELS(256, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_broadcastss_ps, _mm256_loadu_ps,
                     _mm256_storeu_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_fmadd_ps, assay_hsum256)
 
 /* u8 × s8 dot products of 32 bytes, summed in groups of four into 8 int32 lanes. */
@@ -649,13 +744,13 @@ ASSAY_Q8_0_Q8_0(assay_q8_0_q8_0_vnni, "avx512f,avx512bw,avx512vl,avx512vnni,avx2
 ASSAY_Q8_0_Q8_0(assay_q8_0_q8_0_avx2, "avx2,fma,f16c", assay_dot_us8_avx2)
 
 /* The entry points Swift calls; `level` is assay_native_level()'s value (non-zero). */
-static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *x, const float *xs, long blocks, float *out) {
-    if (level & 2) assay_q4_1_f32_512((const uint8_t *)w, rowBytes, rows, x, xs, blocks, out);
-    else assay_q4_1_f32_256((const uint8_t *)w, rowBytes, rows, x, xs, blocks, out);
+static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *const *x, const float *const *xs, int m, long blocks, float *out, long ldo) {
+    if (level & 2) assay_q4_1_f32_512((const uint8_t *)w, rowBytes, rows, x, xs, m, blocks, out, ldo);
+    else assay_q4_1_f32_256((const uint8_t *)w, rowBytes, rows, x, xs, m, blocks, out, ldo);
 }
-static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *x, long blocks, float *out) {
-    if (level & 2) assay_q8_0_f32_512((const uint8_t *)w, rowBytes, rows, x, blocks, out);
-    else assay_q8_0_f32_256((const uint8_t *)w, rowBytes, rows, x, blocks, out);
+static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *const *x, int m, long blocks, float *out, long ldo) {
+    if (level & 2) assay_q8_0_f32_512((const uint8_t *)w, rowBytes, rows, x, m, blocks, out, ldo);
+    else assay_q8_0_f32_256((const uint8_t *)w, rowBytes, rows, x, m, blocks, out, ldo);
 }
 static inline void assay_rows_q4_1_q8_1(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
     if (level & 4) assay_q4_1_q8_1_vnni((const uint8_t *)w, rowBytes, rows, (const uint8_t *)a, blocks, out);
@@ -832,36 +927,42 @@ static inline void assay_bf16_attention(const float *q, long ldq, long qh, const
 }
 
 /* Q4_1 block: f16 d, f16 m, 16 bytes (low nibbles weights 0–15, high 16–31); Q8_0: f16 d, 32 int8;
-   Q8_1 activations: f16 d, f16 s, 32 int8. */
-static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *x, const float *xs, long blocks, float *out) {
+   Q8_1 activations: f16 d, f16 s, 32 int8. The f32 row kernels take m activations (out[i·ldo + r]). */
+static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, const float *const *xsv, int m, long blocks, float *out, long ldo) {
     (void)level;
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
-        float s = 0;
-        for (long b = 0; b < blocks; b++) {
-            const uint8_t *blk = p + 20 * b, *qs = blk + 4;
-            const float *xb = x + 32 * b;
-            float t = 0;
-            for (int j = 0; j < 16; j++) t += (float)(qs[j] & 0x0F) * xb[j] + (float)(qs[j] >> 4) * xb[16 + j];
-            s += assay_half(blk) * t + assay_half(blk + 2) * xs[b];
+    for (int i = 0; i < m; i++) {
+        const float *x = xv[i], *xs = xsv[i];
+        for (long r = 0; r < rows; r++) {
+            const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+            float s = 0;
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *blk = p + 20 * b, *qs = blk + 4;
+                const float *xb = x + 32 * b;
+                float t = 0;
+                for (int j = 0; j < 16; j++) t += (float)(qs[j] & 0x0F) * xb[j] + (float)(qs[j] >> 4) * xb[16 + j];
+                s += assay_half(blk) * t + assay_half(blk + 2) * xs[b];
+            }
+            out[i * ldo + r] = s;
         }
-        out[r] = s;
     }
 }
 
-static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *x, long blocks, float *out) {
+static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, int m, long blocks, float *out, long ldo) {
     (void)level;
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *p = (const uint8_t *)w + r * rowBytes;
-        float s = 0;
-        for (long b = 0; b < blocks; b++) {
-            const uint8_t *blk = p + 34 * b;
-            const int8_t *qs = (const int8_t *)(blk + 2);
-            float t = 0;
-            for (int j = 0; j < 32; j++) t += (float)qs[j] * x[32 * b + j];
-            s += assay_half(blk) * t;
+    for (int i = 0; i < m; i++) {
+        const float *x = xv[i];
+        for (long r = 0; r < rows; r++) {
+            const uint8_t *p = (const uint8_t *)w + r * rowBytes;
+            float s = 0;
+            for (long b = 0; b < blocks; b++) {
+                const uint8_t *blk = p + 34 * b;
+                const int8_t *qs = (const int8_t *)(blk + 2);
+                float t = 0;
+                for (int j = 0; j < 32; j++) t += (float)qs[j] * x[32 * b + j];
+                s += assay_half(blk) * t;
+            }
+            out[i * ldo + r] = s;
         }
-        out[r] = s;
     }
 }
 

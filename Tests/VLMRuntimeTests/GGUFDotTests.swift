@@ -372,6 +372,52 @@ final class GGUFDotTests: XCTestCase {
         _ = try QuantizedActivation(quantizing: [Float](repeating: .nan, count: 256), for: .q4_K)
         _ = try QuantizedMatrix.quantizingToQ8_0([Float](repeating: .infinity, count: 32), rows: 1, columns: 32)
     }
+
+    /// Batched decode (several sequences through one weight pass, `assay serve`): the native
+    /// kernels widen each block once for up to four vectors, and every vector must get the same
+    /// bits as alone, whatever the batch size, the row count (not a multiple of the 16-row
+    /// stripes) or the block count (odd).
+    func testBatchedRowProductsAreBitIdenticalToOneVectorAtATime() throws {
+        for type in [GGMLType.q4_1, .q8_0] {
+            for (rows, blocks) in [(37, 17), (16, 1), (5, 18)] {
+                let columns = blocks * 32
+                let m = try randomMatrix(type, rows: rows, columns: columns, seed: 900 + UInt64(rows) + UInt64(type.rawValue))
+                let base = try XCTUnwrap(m.bytes.baseAddress)
+                for count in [1, 2, 3, 4, 5, 8, 9] {
+                    let xs = (0..<count).map { randomVector(columns, seed: 70 + UInt64($0)) }
+                    let prepared = xs.map { x in x.withUnsafeBufferPointer { PreparedActivation(exact: $0.baseAddress!, count: columns, for: type) } }  // invariant: non-empty
+                    var batched = [Float](repeating: .nan, count: count * rows)
+                    PreparedActivation.withViews(prepared) { views in
+                        views.withUnsafeBufferPointer { v in batched.withUnsafeMutableBufferPointer { out in
+                            QuantizedMatrix.products(type, columns, m.rowBytes, base, 0..<rows, v.baseAddress!, count: count,  // invariant: non-empty
+                                                     out.baseAddress!, ldy: rows)
+                        } }
+                    }
+                    for (i, a) in prepared.enumerated() {
+                        var alone = [Float](repeating: .nan, count: rows)
+                        a.withView { v in alone.withUnsafeMutableBufferPointer { out in
+                            QuantizedMatrix.products(type, columns, m.rowBytes, base, 0..<rows, v, out.baseAddress!)  // invariant: rows > 0
+                        } }
+                        XCTAssertEqual(Array(batched[(i * rows)..<((i + 1) * rows)]).map(\.bitPattern), alone.map(\.bitPattern),
+                                       "\(type) \(rows)×\(columns), vector \(i) of \(count)")
+                    }
+                    // A part of the rows (a worker's chunk) lands at its offset, the rest untouched.
+                    var part = [Float](repeating: .nan, count: count * rows)
+                    PreparedActivation.withViews(prepared) { views in
+                        views.withUnsafeBufferPointer { v in part.withUnsafeMutableBufferPointer { out in
+                            QuantizedMatrix.products(type, columns, m.rowBytes, base, 1..<rows, v.baseAddress!, count: count,  // invariant: non-empty
+                                                     out.baseAddress! + 1, ldy: rows)
+                        } }
+                    }
+                    for i in 0..<count {
+                        XCTAssertTrue(part[i * rows].isNaN, "\(type): row 0 of vector \(i) written")
+                        XCTAssertEqual(Array(part[(i * rows + 1)..<((i + 1) * rows)]).map(\.bitPattern),
+                                       Array(batched[(i * rows + 1)..<((i + 1) * rows)]).map(\.bitPattern), "\(type) part, vector \(i)")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Prefill: many vectors through tiled dequantisation and sgemm.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `assay serve` beside llama.cpp's server (llama-cpp-python[server], built from PyPI with its
-# default -march=native) on the same GGUF, 2 threads each, closed-loop load at concurrency
-# 1, 2, 4, 8, 16: aggregate completion tokens/s and p50/p99 request latency. Loopback only;
-# every load run is bounded in requests and time.
+# `assay serve` beside llama.cpp's server (llama-cpp-python[server], built from PyPI) on the same
+# GGUF, 2 threads each, closed-loop load at concurrency 1, 2, 4, 8, 16: aggregate completion
+# tokens/s and p50/p99 request latency. Loopback only; every load run is bounded in requests and
+# time.
 #
 # Usage: tools/bench/serve-vs-llama-server.sh [GGUF] [MAX_TOKENS] [REQUESTS_PER_CLIENT]
-# The first run installs llama-cpp-python into /tmp/assay-llama-venv (compiling llama.cpp takes
-# ~15 minutes on 2 cores); later runs reuse it.
+# PATH_KIND=native (default) or avx2 picks both sides' kernels (tools/bench/llama-side.sh); the
+# first run of a path compiles llama.cpp (~15 minutes on 2 cores), later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,22 +15,13 @@ MAX_TOKENS=${2:-64}
 PER_CLIENT=${3:-4}
 LEVELS=${LEVELS:-"1 2 4 8 16"}
 THREADS=2
-VENV=${ASSAY_LLAMA_VENV:-/tmp/assay-llama-venv}
 ASSAY_PORT=${ASSAY_PORT:-18431}
 LLAMA_PORT=${LLAMA_PORT:-18432}
 PY=python3
 
 [ -f "$GGUF" ] || { echo "no GGUF at $GGUF (run: assay models pull smollm2-135m)" >&2; exit 1; }
 
-if ! "$VENV/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
-  echo "installing llama-cpp-python[server] into $VENV (builds llama.cpp from source)…" >&2
-  $PY -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'llama-cpp-python[server]'
-fi
-LLAMA_VERSION=$("$VENV/bin/python" -c "import llama_cpp; print(llama_cpp.__version__)")
-
-swift build -c release -Xswiftc -target-cpu -Xswiftc native --product assay >&2
-ASSAY=$(swift build -c release -Xswiftc -target-cpu -Xswiftc native --show-bin-path)/assay
+source tools/bench/llama-side.sh
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -46,7 +37,7 @@ wait_ready() {  # url, pid
 }
 
 MODEL=$(basename "$GGUF" .gguf)
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; GGUF: $GGUF; $THREADS threads; max_tokens $MAX_TOKENS; $PER_CLIENT requests per client" >&2
+echo "GGUF: $GGUF; $THREADS threads; max_tokens $MAX_TOKENS; $PER_CLIENT requests per client" >&2
 
 run_levels() {  # name base_url model
   for c in $LEVELS; do

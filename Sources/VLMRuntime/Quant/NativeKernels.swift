@@ -37,10 +37,33 @@ enum NativeKernels {
             } else {
                 assay_rows_q8_0_q8_0(level, w, rowBytes, rows, encoded, blocks, out)
             }
-        } else if type == .q4_1 {
-            assay_rows_q4_1_f32(level, w, rowBytes, rows, a.values, a.sums, blocks, out)
+            return
+        }
+        var x: UnsafePointer<Float>? = a.values, xs: UnsafePointer<Float>? = a.sums
+        if type == .q4_1 {
+            assay_rows_q4_1_f32(level, w, rowBytes, rows, &x, &xs, 1, blocks, out, 0)
         } else {
-            assay_rows_q8_0_f32(level, w, rowBytes, rows, a.values, blocks, out)
+            assay_rows_q8_0_f32(level, w, rowBytes, rows, &x, 1, blocks, out, 0)
+        }
+    }
+
+    /// out[i · ldo + r] = row r · a[i] for `m` exact (f32) activations in the native layout: each
+    /// block's quants are widened once for up to four vectors (batched decode), and every vector
+    /// gets the same bits as through `rows` alone.
+    static func rows(_ type: GGMLType, _ w: UnsafeRawPointer, rowBytes: Int, rows: Int, columns: Int,
+                     exact a: UnsafePointer<PreparedActivation.View>, count m: Int,
+                     into out: UnsafeMutablePointer<Float>, ldo: Int) {
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: 2 * m) { list in
+            guard let p = list.baseAddress else { return }
+            for i in 0..<m {
+                p[i] = a[i].values
+                p[m + i] = a[i].sums
+            }
+            if type == .q4_1 {
+                assay_rows_q4_1_f32(level, w, rowBytes, rows, p, p + m, Int32(m), columns / 32, out, ldo)
+            } else {
+                assay_rows_q8_0_f32(level, w, rowBytes, rows, p, Int32(m), columns / 32, out, ldo)
+            }
         }
     }
 

@@ -330,7 +330,7 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
         let chunks = workers == 1 ? 1 : min(n, workers * 8)
         KernelWorkers.run(chunks, threads: workers) { c in
             let r0 = n * c / chunks, r1 = n * (c + 1) / chunks
-            for i in 0..<m { Self.products(type, columns, rowBytes, base, r0..<r1, a[i], y + i * n + r0) }
+            Self.products(type, columns, rowBytes, base, r0..<r1, a, count: m, y + r0, ldy: n)
         }
     }
 
@@ -352,6 +352,21 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
             return
         }
         for r in rows { out[r - rows.lowerBound] = kernel(type, columns, base + r * rowBytes, a) }
+    }
+
+    /// out[i · ldy + r - rows.lowerBound] = row r · a[i] for `m` activations: exact activations in
+    /// the native layout go through the C kernel that widens each block once for several vectors;
+    /// anything else row by row per vector.
+    @inline(__always)
+    static func products(_ type: GGMLType, _ columns: Int, _ rowBytes: Int, _ base: UnsafeRawPointer, _ rows: Range<Int>,
+                         _ a: UnsafePointer<PreparedActivation.View>, count m: Int, _ out: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard !rows.isEmpty else { return }
+        if m > 1 && NativeKernels.supports(type) && (0..<m).allSatisfy({ a[$0].native && a[$0].encoded == nil }) {
+            NativeKernels.rows(type, base + rows.lowerBound * rowBytes, rowBytes: rowBytes, rows: rows.count, columns: columns,
+                               exact: a, count: m, into: out, ldo: ldy)
+            return
+        }
+        for i in 0..<m { products(type, columns, rowBytes, base, rows, a[i], out + i * ldy) }
     }
 
     /// One matrix's part of a fused job: where its rows are and where its outputs go.
@@ -380,9 +395,8 @@ public struct QuantizedMatrix: @unchecked Sendable {  // @unchecked: `bytes` is 
                     while offset + list[j].rows <= g { offset += list[j].rows; j += 1 }
                     let job = list[j]
                     let stop = min(end, offset + job.rows)
-                    for i in 0..<m {
-                        products(type, columns, rowBytes, job.base, (g - offset)..<(stop - offset), a[i], job.out + i * job.rows + (g - offset))
-                    }
+                    products(type, columns, rowBytes, job.base, (g - offset)..<(stop - offset), a, count: m,
+                             job.out + (g - offset), ldy: job.rows)
                     g = stop
                 }
             }

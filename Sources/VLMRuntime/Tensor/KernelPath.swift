@@ -44,6 +44,17 @@ public enum KernelPath: String, Sendable, CaseIterable, Comparable {
                                          : " (forced by ASSAY_KERNELS; the CPU has \(detected.rawValue))"
         }
         if active == .avx512 && assay_cpu_has_avx512_bf16() != 0 { text += ", AVX512-BF16" }
+        text += "; OpenBLAS sgemm: \(openBLASCore)"
+        if active < detected && openBLASCore.lowercased() != "haswell" && requested != nil {
+            // OpenBLAS picks its kernels when the library loads, from the CPU or OPENBLAS_CORETYPE.
+            text += " (set OPENBLAS_CORETYPE=Haswell for its AVX2 kernels too)"
+        }
         return text
     }
+
+    /// The kernel set OpenBLAS chose at load (`openblas_get_corename`), e.g. "Cooperlake", "Haswell".
+    public static let openBLASCore: String = {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }()
 }
