@@ -1020,3 +1020,5 @@ static inline void assay_dequant_rows(int level, int q4_1, const void *w, long r
 }
 
 #endif /* architecture */
+
+#include "shim_train.h"

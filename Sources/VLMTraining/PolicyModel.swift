@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 import VLMRuntime
 
@@ -323,7 +324,7 @@ public final class PolicyModel: @unchecked Sendable {
                 if l < depth - 1 {
                     PhaseTimer.measure("recompute") {
                         layerForward(layer, pv, x: xs[l], y: xs[l + 1], rows: N, acts: acts, attention: attention, rope: rope,
-                                     keptGateUp: l < keptLayers ? UnsafePointer(keptGU[l]) : nil)
+                                     keptGateUp: l < keptLayers ? UnsafePointer(keptGU[l]) : nil, recompute: true)
                     }
                 }
                 PhaseTimer.measure("backward") { layerBackward(layer, pv, x: xs[l], dY: dX, rows: N, acts: acts, attention: attention, rope: rope) }
@@ -366,17 +367,15 @@ public final class PolicyModel: @unchecked Sendable {
                     // z already holds logits / T and kept[t] their log-sum-exp (this pass's forward).
                     lse = kept[t]
                 } else {
-                    var mx = -Float.infinity
-                    for j in 0..<vocab { z[j] = z[j] / temperature; mx = max(mx, z[j]) }
-                    var sum: Float = 0
-                    for j in 0..<vocab { sum += expf(z[j] - mx) }
-                    lse = mx + logf(sum)
+                    let level = SegmentAttention.softmaxLevel
+                    let mx = assay_div_max_row(level, z, vocab, temperature)
+                    lse = mx + logf(assay_sum_exp_row(level, z, vocab, mx))
                     lseOut?[t] = lse
                 }
                 op[t] = z[targets[t]] - lse
                 if let gradient {
                     let g = gradient[t] / temperature
-                    for j in 0..<vocab { z[j] = -g * expf(z[j] - lse) }
+                    assay_exp_scale_row(SegmentAttention.softmaxLevel, z, vocab, lse, -g)
                     z[targets[t]] += g
                 }
             }
@@ -389,7 +388,8 @@ public final class PolicyModel: @unchecked Sendable {
     typealias Rope = (cos: UnsafePointer<Float>, sin: UnsafePointer<Float>)
 
     private func layerForward(_ L: PolicyLayout.Layer, _ pv: [ParamView], x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows N: Int,
-                              acts a: LayerActivations, attention: SegmentAttention, rope: Rope, keptGateUp: UnsafePointer<Float>? = nil) {
+                              acts a: LayerActivations, attention: SegmentAttention, rope: Rope, keptGateUp: UnsafePointer<Float>? = nil,
+                              recompute: Bool = false) {
         let c = config.text
         let h = c.hiddenSize, hd = c.headDim, qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd, inter = c.intermediateSize
         TrainKernels.rmsNorm(x, rows: N, width: h, weight: pv[L.inNorm.weight].v, eps: L.inNorm.eps, into: a.xn1, rstd: a.rstd1)
@@ -410,6 +410,9 @@ public final class PolicyModel: @unchecked Sendable {
             project(L.up, pv, a.xn2, rows: N, into: a.u)
         }
         TrainKernels.swiGLU(a.g, a.u, count: N * inter, into: a.act)
+        // A recompute before the backward needs the intermediates, not the output: y is the next
+        // layer's saved input already, and the down projection's backward reads only `act`.
+        if recompute { return }
         project(L.down, pv, a.act, rows: N, into: y)
         addInPlace(y, a.x2, N * h)
     }

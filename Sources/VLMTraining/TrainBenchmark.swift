@@ -65,9 +65,28 @@ public enum TrainBenchmark {
                        threads: RuntimeThreads.count)
     }
 
+    /// GFLOP/s of the trainer's own matrix product (`TrainKernels.gemm`: OpenBLAS sgemm split over
+    /// the cores) alone on an [m × k]·[k × n] product, the best of `repeats`: the ceiling the step's
+    /// products are measured against.
+    public static func gemmGFLOPs(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k), b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<(m * k) { a[i] = Float(i % 13) * 0.01 }
+        for i in 0..<(k * n) { b[i] = Float(i % 7) * 0.01 }
+        var best = Double.infinity
+        for _ in 0..<max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            TrainKernels.gemm(m: m, n: n, k: k, a, lda: k, b, ldb: n, beta: 0, c, ldc: n)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return 2 * Double(m) * Double(n) * Double(k) / best / 1e9
+    }
+
     /// Matrix-product FLOPs of one packed step (text only), as `PolicyModel` runs it: every layer
     /// forward and backward (dx and dW: twice the forward), the recompute of every layer but the
-    /// top one (without the gate/up products of the layers whose outputs it kept), and the head
+    /// top one (without the down projection, whose output the backward does not need, nor the
+    /// gate/up products of the layers whose outputs it kept), and the head
     /// forward, dH and dW (plus its recompute when the logits were not kept).
     public static func matmulFLOPs(_ model: PolicyModel, promptTokens P: Int, completions: [Int]) -> Double {
         let config = model.config
@@ -84,7 +103,7 @@ public enum TrainBenchmark {
         let layer = perRow * rows + attention
         let depth = c.numLayers
         let kept = min(depth - 1, model.keptActivationsBudget / max(1, 2 * rowCount * c.intermediateSize * 4))
-        let recompute = layer * Double(depth - 1) - Double(kept) * rows * 2 * 2 * h * inter
+        let recompute = (layer - rows * 2 * h * inter) * Double(depth - 1) - Double(kept) * rows * 2 * 2 * h * inter
         let headTokens = completions.reduce(0, +)
         let head = 2 * h * Double(c.vocabSize) * Double(headTokens)
         let keptLogits = headTokens * c.vocabSize * 4 <= model.keptLogitsBudget

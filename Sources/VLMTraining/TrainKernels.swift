@@ -178,19 +178,17 @@ enum TrainKernels {
 
     /// a = silu(g) · u.
     static func swiGLU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, into a: UnsafeMutablePointer<Float>) {
-        parallelElements(n) { r in for i in r { a[i] = Kernels.silu(g[i]) * u[i] } }
+        parallelElements(n) { r in
+            assay_swiglu_row(SegmentAttention.softmaxLevel, g + r.lowerBound, u + r.lowerBound, r.count, a + r.lowerBound)
+        }
     }
 
     /// dg = da · u · silu'(g), du = da · silu(g), written over g and u's gradient buffers.
     static func swiGLUBackward(_ da: UnsafePointer<Float>, g: UnsafePointer<Float>, u: UnsafePointer<Float>, count n: Int,
                                dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>) {
         parallelElements(n) { r in
-            for i in r {
-                let s = 1 / (1 + expf(-g[i]))
-                let silu = g[i] * s
-                dg[i] = da[i] * u[i] * s * (1 + g[i] * (1 - s))
-                du[i] = da[i] * silu
-            }
+            let o = r.lowerBound
+            assay_swiglu_grad_row(SegmentAttention.softmaxLevel, da + o, g + o, u + o, r.count, dg + o, du + o)
         }
     }
 

@@ -77,6 +77,7 @@ struct BenchTrainCommand: ParsableCommand {
         let loaded = try TrainingCheckpoint.load(path: modelPath)
         let model = try PolicyModel(config: loaded.config, parameters: loaded.parameters)
         print("model: \(modelPath) (\(loaded.config.family.rawValue), \(loaded.parameters.elementCount) parameters in f32), threads \(RuntimeThreads.count), CPU \(cpuName())")
+        print("kernels: \(KernelPath.summary)")
         print("step: G \(groupSize) × (P \(promptTokens) + C \(completionTokens)) = \(groupSize * (promptTokens + completionTokens)) tokens")
         var ours: [Double] = [], theirs: [Double] = [], torchPeak = 0
         var figures: TrainBenchmark.Figures? = nil
@@ -101,6 +102,10 @@ struct BenchTrainCommand: ParsableCommand {
                      m, tokens / m, Double(f.peakResidentBytes) / 1e9, Double(2 * f.parameterBytes) / 1e9, Double(f.scratchPeakBytes) / 1e9))
         print(String(format: "       %.2f TFLOP of matrix products per step (forward, per-layer recompute, backward): %.1f GFLOP/s",
                      f.matmulFLOPs / 1e12, f.matmulFLOPs / m / 1e9))
+        let c = model.config.text
+        let ceiling = TrainBenchmark.gemmGFLOPs(m: f.decoderRows, n: c.intermediateSize, k: c.hiddenSize)
+        print(String(format: "       sgemm alone on the step's MLP shape (%d×%d×%d): %.1f GFLOP/s, so the products alone take ≥ %.2f s of the step",
+                     f.decoderRows, c.intermediateSize, c.hiddenSize, ceiling, f.matmulFLOPs / ceiling / 1e9))
         if !theirs.isEmpty {
             let t = median(theirs)
             print(String(format: "torch  median %.2f s/step, %.1f tokens/s, peak RSS %.2f GB", t, tokens / t, Double(torchPeak) / 1e9))

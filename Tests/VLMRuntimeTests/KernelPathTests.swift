@@ -9,7 +9,8 @@ import XCTest
 final class KernelPathTests: XCTestCase {
     static let suites = ["VLMRuntimeTests.KernelTests", "VLMRuntimeTests.GGUFDotTests", "VLMRuntimeTests.GGUFMatmulTests",
                          "VLMRuntimeTests.GGUFDequantTests", "VLMRuntimeTests.BF16KernelTests", "VLMRuntimeTests.ModelGoldenTests",
-                         "VLMRuntimeTests.SmolLM2GoldenTests"]
+                         "VLMRuntimeTests.SmolLM2GoldenTests",
+                         "VLMTrainingTests.PolicyGoldenTests", "VLMTrainingTests.TrainRowKernelTests"]
 
     func testTheEnvironmentForcesANarrowerPath() {
         XCTAssertLessThanOrEqual(KernelPath.active, KernelPath.detected)
