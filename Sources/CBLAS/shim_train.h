@@ -96,14 +96,6 @@ static inline float assay_hmax256(__m256 v) {
 }
 
 __attribute__((target("avx2,fma")))
-static inline float assay_hadd256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
-
-__attribute__((target("avx2,fma")))
 static inline void assay_softmax_row_256(float *row, long limit, long total) {
     long j = 0;
     __m256 vmx = _mm256_set1_ps(-INFINITY);
@@ -116,7 +108,7 @@ static inline void assay_softmax_row_256(float *row, long limit, long total) {
         _mm256_storeu_ps(row + j, e);
         vs = _mm256_add_ps(vs, e);
     }
-    float sum = assay_hadd256(vs);
+    float sum = assay_hsum256(vs);
     for (; j < limit; j++) {
         float e = _mm256_cvtss_f32(assay_exp256(_mm256_set1_ps(row[j] - mx)));
         row[j] = e;
@@ -134,7 +126,7 @@ static inline void assay_softmax_grad_row_256(const float *p, float *d, long lim
     long j = 0;
     __m256 acc = _mm256_setzero_ps();
     for (; j + 8 <= limit; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(d + j), _mm256_loadu_ps(p + j), acc);
-    float dot = assay_hadd256(acc);
+    float dot = assay_hsum256(acc);
     for (; j < limit; j++) dot += d[j] * p[j];
     __m256 dot8 = _mm256_set1_ps(dot), s8 = _mm256_set1_ps(scale);
     for (j = 0; j + 8 <= limit; j += 8) {
@@ -233,7 +225,7 @@ static inline float assay_sum_exp_row_256(const float *z, long n, float shift) {
         a1 = _mm256_add_ps(a1, assay_exp256(_mm256_sub_ps(_mm256_loadu_ps(z + j + 8), s8)));
     }
     for (; j + 8 <= n; j += 8) a0 = _mm256_add_ps(a0, assay_exp256(_mm256_sub_ps(_mm256_loadu_ps(z + j), s8)));
-    float sum = assay_hadd256(_mm256_add_ps(a0, a1));
+    float sum = assay_hsum256(_mm256_add_ps(a0, a1));
     for (; j < n; j++) sum += _mm256_cvtss_f32(assay_exp256(_mm256_set1_ps(z[j] - shift)));
     return sum;
 }

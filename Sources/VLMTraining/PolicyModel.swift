@@ -367,7 +367,7 @@ public final class PolicyModel: @unchecked Sendable {
                     // z already holds logits / T and kept[t] their log-sum-exp (this pass's forward).
                     lse = kept[t]
                 } else {
-                    let level = SegmentAttention.softmaxLevel
+                    let level = TrainKernels.rowLevel
                     let mx = assay_div_max_row(level, z, vocab, temperature)
                     lse = mx + logf(assay_sum_exp_row(level, z, vocab, mx))
                     lseOut?[t] = lse
@@ -375,7 +375,7 @@ public final class PolicyModel: @unchecked Sendable {
                 op[t] = z[targets[t]] - lse
                 if let gradient {
                     let g = gradient[t] / temperature
-                    assay_exp_scale_row(SegmentAttention.softmaxLevel, z, vocab, lse, -g)
+                    assay_exp_scale_row(TrainKernels.rowLevel, z, vocab, lse, -g)
                     z[targets[t]] += g
                 }
             }

@@ -45,17 +45,6 @@ struct SegmentAttention {
 
     private var group: Int { heads / kvHeads }
 
-    /// The C softmax rows' level (shim_train.h) on the kernel path the runtime takes, so
-    /// `ASSAY_KERNELS` narrows it too: 2 AVX512, 1 AVX2, 0 plain C with expf.
-    static let softmaxLevel: Int32 = {
-        switch KernelPath.active {
-        case .portable: return 0
-        case .avx2: return 1
-        case .avx512: return 2
-        }
-    }()
-    private var softmaxLevel: Int32 { Self.softmaxLevel }
-
     /// out [rows, heads·hd] = softmax(scale · q kᵀ) v per segment and head; probabilities kept in
     /// `probs` (probabilityCount floats). q/k/v have ldq/ldk/ldv floats per row.
     func forward(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
@@ -75,7 +64,7 @@ struct SegmentAttention {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(len), Int32(len), Int32(hd), scale,
                         qs, Int32(ldq), k + s.start * ldk + g * hd, Int32(ldk), 0, p + s.prefix, Int32(nk))
             for i in 0..<len {
-                assay_softmax_row(softmaxLevel, p + i * nk, s.causal ? s.prefix + i + 1 : nk, nk)
+                assay_softmax_row(TrainKernels.rowLevel, p + i * nk, s.causal ? s.prefix + i + 1 : nk, nk)
             }
             let o = out + s.start * ldo + h * hd
             if s.prefix > 0 {
@@ -127,7 +116,7 @@ struct SegmentAttention {
                             dO, Int32(ldo), v + s.start * ldv + g * hd, Int32(ldv), 0, dp + s.prefix, Int32(nk))
                 // dS = P ⊙ (dP − Σ_j dP·P), scaled for the products with q and k below.
                 for i in 0..<len {
-                    assay_softmax_grad_row(softmaxLevel, p + i * nk, dp + i * nk, s.causal ? s.prefix + i + 1 : nk, nk, scale)
+                    assay_softmax_grad_row(TrainKernels.rowLevel, p + i * nk, dp + i * nk, s.causal ? s.prefix + i + 1 : nk, nk, scale)
                 }
                 // dQ = dS · K.
                 let dqs = dq + s.start * ldq + h * hd

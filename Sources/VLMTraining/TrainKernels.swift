@@ -179,7 +179,7 @@ enum TrainKernels {
     /// a = silu(g) · u.
     static func swiGLU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, into a: UnsafeMutablePointer<Float>) {
         parallelElements(n) { r in
-            assay_swiglu_row(SegmentAttention.softmaxLevel, g + r.lowerBound, u + r.lowerBound, r.count, a + r.lowerBound)
+            assay_swiglu_row(TrainKernels.rowLevel, g + r.lowerBound, u + r.lowerBound, r.count, a + r.lowerBound)
         }
     }
 
@@ -188,7 +188,7 @@ enum TrainKernels {
                                dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>) {
         parallelElements(n) { r in
             let o = r.lowerBound
-            assay_swiglu_grad_row(SegmentAttention.softmaxLevel, da + o, g + o, u + o, r.count, dg + o, du + o)
+            assay_swiglu_grad_row(TrainKernels.rowLevel, da + o, g + o, u + o, r.count, dg + o, du + o)
         }
     }
 
@@ -232,6 +232,16 @@ enum TrainKernels {
         if parts <= 1 { for i in 0..<rows { body(i) }; return }
         Kernels.parallel(parts) { p in for i in Kernels.chunk(p, of: parts, count: rows) { body(i) } }
     }
+
+    /// The level of the C row kernels (shim_train.h) on the kernel path the runtime takes, so
+    /// `ASSAY_KERNELS` narrows them too: 2 AVX512, 1 AVX2, 0 plain C with expf.
+    static let rowLevel: Int32 = {
+        switch KernelPath.active {
+        case .portable: return 0
+        case .avx2: return 1
+        case .avx512: return 2
+        }
+    }()
 
     static func parallelElements(_ n: Int, _ body: (Range<Int>) -> Void) {
         let parts = n >= 1 << 15 ? cores : 1
