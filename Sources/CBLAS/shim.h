@@ -785,7 +785,20 @@ static inline void assay_dequant_rows(int level, int q4_1, const void *w, long r
 static inline int assay_cpu_has_avx2_fma_f16c(void) { return 0; }
 static inline int assay_cpu_has_avx512(int *vnni) { *vnni = 0; return 0; }
 static inline int assay_cpu_has_avx512_bf16(void) { return 0; }
-static inline int assay_native_level(void) { return 0; }
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define ASSAY_HAS_NEON 1
+#include "shim_neon.h"
+#endif
+
+/* 8 (ASSAY_LEVEL_NEON) on aarch64, where Advanced SIMD is always there; 0 elsewhere. */
+#define ASSAY_LEVEL_NEON 8
+static inline int assay_native_level(void) {
+#ifdef ASSAY_HAS_NEON
+    return ASSAY_LEVEL_NEON;
+#else
+    return 0;
+#endif
+}
 
 /* IEEE half → float without F16C (subnormals, infinities and NaN included). */
 static inline float assay_half_bits_to_float(uint16_t h) {
@@ -835,7 +848,7 @@ static inline float assay_weight(const void *w, int kind, long j) {
     return ((const float *)w)[j];
 }
 
-static inline void assay_dot_rows(const void *w, int kind, const float *x, long ldx, int m, long n, float *out) {
+static inline void assay_portable_dot_rows(const void *w, int kind, const float *x, long ldx, int m, long n, float *out) {
     for (int i = 0; i < m; i++) {
         float s = 0;
         for (long j = 0; j < n; j++) s += assay_weight(w, kind, j) * x[i * ldx + j];
@@ -843,9 +856,9 @@ static inline void assay_dot_rows(const void *w, int kind, const float *x, long 
     }
 }
 
-static inline void assay_dot_8rows(const void *w, int kind, long ldw, const float *x, long n, float *out) {
+static inline void assay_portable_dot_8rows(const void *w, int kind, long ldw, const float *x, long n, float *out) {
     long es = kind == 0 ? 4 : 2;
-    for (int r = 0; r < 8; r++) assay_dot_rows((const char *)w + r * ldw * es, kind, x, 0, 1, n, out + r);
+    for (int r = 0; r < 8; r++) assay_portable_dot_rows((const char *)w + r * ldw * es, kind, x, 0, 1, n, out + r);
 }
 
 static inline void assay_f32_to_bf16_rows(int wide, const float *x, long ldx, long r0, long r1, long k, uint16_t *a, long lda) {
@@ -928,7 +941,7 @@ static inline void assay_bf16_attention(const float *q, long ldq, long qh, const
 
 /* Q4_1 block: f16 d, f16 m, 16 bytes (low nibbles weights 0–15, high 16–31); Q8_0: f16 d, 32 int8;
    Q8_1 activations: f16 d, f16 s, 32 int8. The f32 row kernels take m activations (out[i·ldo + r]). */
-static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, const float *const *xsv, int m, long blocks, float *out, long ldo) {
+static inline void assay_portable_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, const float *const *xsv, int m, long blocks, float *out, long ldo) {
     (void)level;
     for (int i = 0; i < m; i++) {
         const float *x = xv[i], *xs = xsv[i];
@@ -947,7 +960,7 @@ static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, 
     }
 }
 
-static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, int m, long blocks, float *out, long ldo) {
+static inline void assay_portable_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *const *xv, int m, long blocks, float *out, long ldo) {
     (void)level;
     for (int i = 0; i < m; i++) {
         const float *x = xv[i];
@@ -966,7 +979,7 @@ static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, 
     }
 }
 
-static inline void assay_rows_q4_1_q8_1(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+static inline void assay_portable_rows_q4_1_q8_1(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
     (void)level;
     for (long r = 0; r < rows; r++) {
         const uint8_t *p = (const uint8_t *)w + r * rowBytes;
@@ -982,7 +995,7 @@ static inline void assay_rows_q4_1_q8_1(int level, const void *w, long rowBytes,
     }
 }
 
-static inline void assay_rows_q8_0_q8_0(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+static inline void assay_portable_rows_q8_0_q8_0(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
     (void)level;
     for (long r = 0; r < rows; r++) {
         const uint8_t *p = (const uint8_t *)w + r * rowBytes;
@@ -997,7 +1010,7 @@ static inline void assay_rows_q8_0_q8_0(int level, const void *w, long rowBytes,
     }
 }
 
-static inline void assay_dequant_rows(int level, int q4_1, const void *w, long rowBytes, long rows, long blocks, float *out) {
+static inline void assay_portable_dequant_rows(int level, int q4_1, const void *w, long rowBytes, long rows, long blocks, float *out) {
     (void)level;
     for (long r = 0; r < rows; r++) {
         const uint8_t *src = (const uint8_t *)w + r * rowBytes;
@@ -1017,6 +1030,48 @@ static inline void assay_dequant_rows(int level, int q4_1, const void *w, long r
             }
         }
     }
+}
+
+/* The entry points Swift calls: NEON where there is NEON and the caller's level asks for it (the
+   dot rows have no level: Swift calls them only on a path with row kernels), else the portable C. */
+#ifdef ASSAY_HAS_NEON
+#define ASSAY_NEON_OR(level, neon) if ((level) & ASSAY_LEVEL_NEON) { neon; return; }
+#else
+#define ASSAY_NEON_OR(level, neon)
+#endif
+
+static inline void assay_dot_rows(const void *w, int kind, const float *x, long ldx, int m, long n, float *out) {
+    ASSAY_NEON_OR(assay_native_level(), assay_neon_dot_rows(w, kind, x, ldx, m, n, out))
+    assay_portable_dot_rows(w, kind, x, ldx, m, n, out);
+}
+static inline void assay_dot_8rows(const void *w, int kind, long ldw, const float *x, long n, float *out) {
+    ASSAY_NEON_OR(assay_native_level(), assay_neon_dot_8rows(w, kind, ldw, x, n, out))
+    assay_portable_dot_8rows(w, kind, ldw, x, n, out);
+}
+static inline void assay_rows_q4_1_f32(int level, const void *w, long rowBytes, long rows, const float *const *x, const float *const *xs, int m, long blocks, float *out, long ldo) {
+    ASSAY_NEON_OR(level, assay_neon_rows_f32(1, (const uint8_t *)w, rowBytes, rows, x, xs, m, blocks, out, ldo))
+    assay_portable_rows_q4_1_f32(level, w, rowBytes, rows, x, xs, m, blocks, out, ldo);
+}
+static inline void assay_rows_q8_0_f32(int level, const void *w, long rowBytes, long rows, const float *const *x, int m, long blocks, float *out, long ldo) {
+    ASSAY_NEON_OR(level, assay_neon_rows_f32(0, (const uint8_t *)w, rowBytes, rows, x, 0, m, blocks, out, ldo))
+    assay_portable_rows_q8_0_f32(level, w, rowBytes, rows, x, m, blocks, out, ldo);
+}
+static inline void assay_rows_q4_1_q8_1(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+    ASSAY_NEON_OR(level, assay_neon_q4_1_q8_1((const uint8_t *)w, rowBytes, rows, (const uint8_t *)a, blocks, out))
+    assay_portable_rows_q4_1_q8_1(level, w, rowBytes, rows, a, blocks, out);
+}
+static inline void assay_rows_q8_0_q8_0(int level, const void *w, long rowBytes, long rows, const void *a, long blocks, float *out) {
+    ASSAY_NEON_OR(level, assay_neon_q8_0_q8_0((const uint8_t *)w, rowBytes, rows, (const uint8_t *)a, blocks, out))
+    assay_portable_rows_q8_0_q8_0(level, w, rowBytes, rows, a, blocks, out);
+}
+static inline void assay_dequant_rows(int level, int q4_1, const void *w, long rowBytes, long rows, long blocks, float *out) {
+#ifdef ASSAY_HAS_NEON
+    if (level & ASSAY_LEVEL_NEON) {
+        for (long r = 0; r < rows; r++) assay_neon_dequant(q4_1, (const uint8_t *)w + r * rowBytes, blocks, out + r * 32 * blocks);
+        return;
+    }
+#endif
+    assay_portable_dequant_rows(level, q4_1, w, rowBytes, rows, blocks, out);
 }
 
 #endif /* architecture */

@@ -234,10 +234,11 @@ enum TrainKernels {
     }
 
     /// The level of the C row kernels (shim_train.h) on the kernel path the runtime takes, so
-    /// `ASSAY_KERNELS` narrows them too: 2 AVX512, 1 AVX2, 0 plain C with expf.
+    /// `ASSAY_KERNELS` narrows them too: 2 AVX512, 1 AVX2, 0 plain C with expf (also on aarch64,
+    /// where the compiler vectorises the loops it can).
     static let rowLevel: Int32 = {
         switch KernelPath.active {
-        case .portable: return 0
+        case .portable, .neon: return 0
         case .avx2: return 1
         case .avx512: return 2
         }

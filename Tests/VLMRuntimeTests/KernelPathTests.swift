@@ -14,15 +14,32 @@ final class KernelPathTests: XCTestCase {
 
     func testTheEnvironmentForcesANarrowerPath() {
         XCTAssertLessThanOrEqual(KernelPath.active, KernelPath.detected)
-        if let requested = KernelPath.requested { XCTAssertEqual(KernelPath.active, min(requested, KernelPath.detected)) }
-        XCTAssertEqual(Kernels.hasAVX2, KernelPath.active >= .avx2)
-        XCTAssertEqual(NativeKernels.level != 0, KernelPath.active >= .avx2)
+        if let requested = KernelPath.requested, requested != .neon, KernelPath.detected != .neon {
+            XCTAssertEqual(KernelPath.active, min(requested, KernelPath.detected))
+        }
+        XCTAssertEqual(Kernels.hasRowKernels, KernelPath.active != .portable)
+        XCTAssertEqual(NativeKernels.level != 0, KernelPath.active != .portable)
         XCTAssertTrue(KernelPath.summary.hasPrefix(KernelPath.active.rawValue))
+    }
+
+    /// A path from the other architecture's family gives the CPU's best; a narrower one of its
+    /// own family is taken; portable runs anywhere.
+    func testARequestOutsideTheCPUsFamilyGivesItsBest() {
+        XCTAssertEqual(KernelPath.resolve(.neon, detected: .avx512), .avx512)
+        XCTAssertEqual(KernelPath.resolve(.avx2, detected: .neon), .neon)
+        XCTAssertEqual(KernelPath.resolve(.avx512, detected: .neon), .neon)
+        XCTAssertEqual(KernelPath.resolve(.portable, detected: .neon), .portable)
+        XCTAssertEqual(KernelPath.resolve(.avx2, detected: .avx512), .avx2)
+        XCTAssertEqual(KernelPath.resolve(.avx512, detected: .avx2), .avx2)
+        XCTAssertEqual(KernelPath.resolve(.neon, detected: .portable), .portable)
+        XCTAssertEqual(KernelPath.resolve(nil, detected: .neon), .neon)
+        let expected: [KernelPath: [KernelPath]] = [.portable: [], .neon: [.portable], .avx2: [.portable], .avx512: [.portable, .avx2]]
+        XCTAssertEqual(KernelPath.narrower, expected[KernelPath.detected])
     }
 
     func testKernelSuitesPassOnEveryNarrowerPath() throws {
         guard ProcessInfo.processInfo.environment["ASSAY_KERNELS"] == nil else { throw XCTSkip("a child run: paths are checked by the parent") }
-        let paths = KernelPath.allCases.filter { $0 < KernelPath.detected }
+        let paths = KernelPath.narrower
         guard !paths.isEmpty else { throw XCTSkip("this CPU runs only the portable path") }
         let bundle = CommandLine.arguments[0]
         guard FileManager.default.isExecutableFile(atPath: bundle), bundle.hasSuffix(".xctest") || bundle.contains("PackageTests") else {

@@ -10,7 +10,7 @@ final class TrainRowKernelTests: XCTestCase {
     /// Levels the CPU can execute: 0 always, 1 with AVX2, 2 with AVX512.
     var levels: [Int32] {
         switch KernelPath.detected {
-        case .portable: return [0]
+        case .portable, .neon: return [0]
         case .avx2: return [0, 1]
         case .avx512: return [0, 1, 2]
         }

@@ -2,20 +2,20 @@ import CBLAS
 
 /// The C row kernels (Sources/CBLAS/shim.h) for the two formats of the embedded default model,
 /// Q4_1 and Q8_0, on both activation paths, chosen at run time by what the CPU has: AVX512
-/// (VNNI for the integer path) or AVX2, else none and the Swift kernels (`BlockDot`,
-/// `IntegerDot`) do the work.
+/// (VNNI for the integer path) or AVX2 on x86, NEON on aarch64 (Sources/CBLAS/shim_neon.h),
+/// else none and the Swift kernels (`BlockDot`, `IntegerDot`) do the work.
 ///
 /// Why C: Swift's SIMD types top out at what the build's target CPU allows and cannot pick
 /// AVX512 or VNNI at run time; the C functions carry their own target attributes. Measured on
 /// SmolLM2's decode shapes (2 cores, AVX512): the f32-activation Q4_1 pass about twice as fast
 /// as the SIMD8 Swift kernel.
 enum NativeKernels {
-    /// `assay_native_level()`: 0 none, bit 0 AVX2, bit 1 AVX512, bit 2 AVX512-VNNI.
+    /// `assay_native_level()`: 0 none, bit 0 AVX2, bit 1 AVX512, bit 2 AVX512-VNNI, bit 3 NEON.
     static let level: Int32 = {
         switch KernelPath.active {
         case .portable: return 0
         case .avx2: return min(assay_native_level(), 1)
-        case .avx512: return assay_native_level()
+        case .avx512, .neon: return assay_native_level()
         }
     }()
 

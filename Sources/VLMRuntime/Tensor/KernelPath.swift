@@ -3,12 +3,14 @@ import Foundation
 
 /// Which of the runtime's CPU kernels run: the widest the CPU has, or a narrower path forced with
 /// the environment variable `ASSAY_KERNELS` (`avx2`, `portable`; `native` or unset: the CPU's
-/// best), so the AVX2 path can be measured and tested on an AVX512 machine and the portable C
-/// path on any x86 one. Asking for a path the CPU lacks gives the best it has (and says so in
+/// best), so the AVX2 path can be measured and tested on an AVX512 machine and the portable path
+/// on any machine. On aarch64 the best is `neon` (Sources/CBLAS/shim_neon.h). Asking for a path the CPU lacks gives the best it has (and says so in
 /// `description`). `assay bench runtime` prints the path in use.
 public enum KernelPath: String, Sendable, CaseIterable, Comparable {
-    /// Plain C and Swift loops (what aarch64 builds run).
+    /// Plain C and Swift loops (Swift's SIMD types compile to what the build's target allows).
     case portable
+    /// Advanced SIMD on aarch64 (always there): the C row kernels of shim_neon.h.
+    case neon
     /// AVX2 + FMA + F16C.
     case avx2
     /// AVX512F/BW/VL (and VNNI, BF16 where present).
@@ -19,6 +21,7 @@ public enum KernelPath: String, Sendable, CaseIterable, Comparable {
     /// The widest path this CPU runs.
     public static let detected: KernelPath = {
         var vnni: Int32 = 0
+        if assay_native_level() & 8 != 0 { return .neon }  // ASSAY_LEVEL_NEON
         if assay_cpu_has_avx2_fma_f16c() == 0 { return .portable }
         return assay_cpu_has_avx512(&vnni) != 0 ? .avx512 : .avx2
     }()
@@ -27,21 +30,36 @@ public enum KernelPath: String, Sendable, CaseIterable, Comparable {
     public static let requested: KernelPath? = {
         guard let text = ProcessInfo.processInfo.environment["ASSAY_KERNELS"]?.lowercased(), !text.isEmpty, text != "native" else { return nil }
         guard let path = KernelPath(rawValue: text) else {
-            FileHandle.standardError.write(Data("ASSAY_KERNELS=\(text) is not one of native, avx512, avx2, portable; using the CPU's best\n".utf8))
+            FileHandle.standardError.write(Data("ASSAY_KERNELS=\(text) is not one of native, avx512, avx2, neon, portable; using the CPU's best\n".utf8))
             return nil
         }
         return path
     }()
 
-    /// The path the kernels take: the requested one, capped at what the CPU runs.
-    public static let active: KernelPath = min(requested ?? detected, detected)
+    /// The path the kernels take: the requested one, capped at what the CPU runs (an x86 path
+    /// asked for on aarch64 gives NEON, NEON asked for on x86 gives the CPU's best).
+    public static let active: KernelPath = resolve(requested, detected: detected)
+
+    static func resolve(_ requested: KernelPath?, detected: KernelPath) -> KernelPath {
+        guard let requested, runs(requested, on: detected) else { return detected }
+        return min(requested, detected)
+    }
+
+    /// Whether a CPU whose best is `detected` has `path`'s instructions (portable runs anywhere).
+    static func runs(_ path: KernelPath, on detected: KernelPath) -> Bool {
+        path == .portable || (path == .neon) == (detected == .neon) && path <= detected
+    }
+
+    /// The paths narrower than the best that this CPU also runs (x86 AVX512: avx2 and portable;
+    /// aarch64: portable): what the kernel-path tests repeat the goldens on.
+    public static var narrower: [KernelPath] { allCases.filter { $0 != detected && runs($0, on: detected) } }
 
     /// For reports: "avx2 (forced by ASSAY_KERNELS; the CPU has avx512)".
     public static var summary: String {
         var text = active.rawValue
         if let requested, requested != detected {
-            text += requested > detected ? " (ASSAY_KERNELS=\(requested.rawValue) asked for more than the CPU has)"
-                                         : " (forced by ASSAY_KERNELS; the CPU has \(detected.rawValue))"
+            text += active == requested ? " (forced by ASSAY_KERNELS; the CPU has \(detected.rawValue))"
+                                        : " (ASSAY_KERNELS=\(requested.rawValue) is not on this CPU)"
         }
         if active == .avx512 && assay_cpu_has_avx512_bf16() != 0 { text += ", AVX512-BF16" }
         text += "; OpenBLAS sgemm: \(openBLASCore)"

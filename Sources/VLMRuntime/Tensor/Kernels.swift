@@ -158,8 +158,8 @@ package enum Kernels {
         tiledProduct(a, m: m, k: k, n: n, y: out, ldy: n, floats: b) { _, _, _ in }
     }
 
-    /// Whether the AVX2/FMA/F16C kernels of the CBLAS shim can run here.
-    static let hasAVX2 = KernelPath.active >= .avx2
+    /// Whether the shim's C row kernels (AVX2/FMA/F16C and wider, or NEON) run here.
+    static let hasRowKernels = KernelPath.active != .portable
 
     /// Dot products straight from the stored dtype, parallel over output rows: bandwidth-bound
     /// decode reads each weight byte once per step, serving up to 8 activation rows per pass.
@@ -177,7 +177,7 @@ package enum Kernels {
         parallel(chunks) { c in
             let a = c * per, b = min(n, a + per)
             guard a < b else { return }
-            if hasAVX2 {
+            if hasRowKernels {
                 var partial = [Float](repeating: 0, count: 8)
                 partial.withUnsafeMutableBufferPointer { pp in
                     let p = pp.baseAddress!  // invariant: 8 elements
