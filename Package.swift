@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -8,6 +8,14 @@ let package = Package(
         .executable(name: "assay", targets: ["assay"]),
         .library(name: "AssayCore", targets: ["AssayCore"]),
         .library(name: "VLMRuntime", targets: ["VLMRuntime"]),
+    ],
+    // `RemoteBackends` (on by default) builds the OpenAI-compatible HTTP backend on AsyncHTTPClient,
+    // which brings swift-nio-ssl (BoringSSL, ~290 C files), NIOHTTP2 and more: half of a first
+    // build. `make demo` builds without it (`--disable-default-traits`), since the embedded
+    // runtime needs no HTTP client; a sweep against a server then says to build with it.
+    traits: [
+        .trait(name: "RemoteBackends", description: "The OpenAI-compatible HTTP backend (AsyncHTTPClient)."),
+        .default(enabledTraits: ["RemoteBackends"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,7 +46,7 @@ let package = Package(
             name: "AssayBackends",
             dependencies: [
                 "AssayCore", "VLMRuntime",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(traits: ["RemoteBackends"])),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]),

@@ -1,4 +1,6 @@
+#if RemoteBackends
 import AsyncHTTPClient
+#endif
 import Foundation
 import NIOCore
 import NIOConcurrencyHelpers
@@ -79,6 +81,7 @@ public struct HTTPTransportLimits: Sendable, Hashable {
     }
 }
 
+#if RemoteBackends
 /// AsyncHTTPClient on swift-nio: a connection pool per server, connect and read-idle timeouts,
 /// an overall deadline per request that covers the body too (a server trickling one byte at a
 /// time cannot hold a request past it), a capped streamed body, and cancellation that closes the
@@ -196,3 +199,10 @@ public final class NIOHTTPTransport: HTTPTransport {
         seconds == seconds.rounded() ? String(Int(seconds)) : String(format: "%.3g", seconds)
     }
 }
+#else
+/// A build without the `RemoteBackends` trait (`make demo`'s quick first build) has no HTTP
+/// client: creating a remote backend says how to get one instead of failing per request.
+public enum NIOHTTPTransport {
+    public static let missing = "this assay was built without its HTTP client (the RemoteBackends package trait is off, as in `make demo`'s first build); run `make release` (or `swift build -c release`) for OpenAI-compatible servers"
+}
+#endif

@@ -117,10 +117,15 @@ public final class OpenAICompatibleBackend: ModelBackend {
         self.identity = BackendIdentity(kind: "openai", model: configuration.model, endpointModel: configuration.model)
         self.pool = EndpointPool(urls: urls.map(\.absoluteString), maximum: configuration.maxConcurrency,
                                  initial: configuration.initialConcurrency)
+        #if RemoteBackends
         self.transport = transport ?? NIOHTTPTransport(limits: HTTPTransportLimits(
             connectionsPerHost: configuration.maxConcurrency,
             connectTimeout: min(configuration.connectTimeout, configuration.timeout),
             readIdleTimeout: configuration.timeout, maxResponseBytes: configuration.maxResponseBytes))
+        #else
+        guard let transport else { throw ConfigurationError(description: NIOHTTPTransport.missing) }
+        self.transport = transport
+        #endif
     }
 
     public var counterSnapshot: RequestCounters { counters.snapshot }
