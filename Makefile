@@ -109,17 +109,16 @@ check-neon:
 ## (AsyncHTTPClient, swift-nio-ssl's BoringSSL) is half of a first build and which the embedded
 ## runtime does not need; its own build folder keeps it apart from `make test`'s and `make release`'s.
 DEMO_BUILD := $(SWIFT) build --product assay --disable-default-traits --build-path .build/demo
-DEMO_ASSAY = $$($(DEMO_BUILD) --show-bin-path)/assay
 DEMO_SUITES := sanity
 demo: deps-build python
 	@case ",$(DEMO_SUITES)," in *,videomme,*|*,videommmu,*) \
 	  echo "DEMO_SUITES has a video suite: installing ffmpeg (frames are sampled with it)"; \
 	  $(MAKE) --no-print-directory demo-ffmpeg;; esac
 	@start=$$(date +%s); \
-	$(DEMO_BUILD) && \
-	$(DEMO_ASSAY) models pull $(DEMO_MODEL) && \
-	$(DEMO_ASSAY) sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites $(DEMO_SUITES) --max-tokens 32 && \
-	$(DEMO_ASSAY) report --db $(DEMO_DB) --runs $(DEMO_RUN) --out Reports/$(DEMO_RUN).md && \
+	$(DEMO_BUILD) && assay=$$($(DEMO_BUILD) --show-bin-path)/assay && \
+	$$assay models pull $(DEMO_MODEL) && \
+	$$assay sweep --db $(DEMO_DB) --run $(DEMO_RUN) --suites $(DEMO_SUITES) --max-tokens 32 && \
+	$$assay report --db $(DEMO_DB) --runs $(DEMO_RUN) --out Reports/$(DEMO_RUN).md && \
 	echo "" && echo "demo report: $(CURDIR)/Reports/$(DEMO_RUN).md ($$(( $$(date +%s) - start )) s)"
 
 ## check-demo-build: the build `make demo` makes (see DEMO_BUILD), without running the demo.
