@@ -185,8 +185,12 @@ public final class PolicyModel: @unchecked Sendable {
         stats.completionTokens = completions.reduce(0) { $0 + $1.count }
         stats.imagePatches = prompt.images.rows
         MemoryMeter.shared.resetPeak()
-
         let wantsGradient = objective != nil
+        // Backward passes keep their scratch for the next one (ScratchPool); forward-only passes
+        // (log-probs) leave those buffers alone.
+        if wantsGradient { ScratchPool.shared.beginPass() }
+        defer { if wantsGradient { ScratchPool.shared.endPass() } }
+
         let result: [[Float]] = try parameters.withViews { pv in
             let scratch = Scratch()
             // Vision.
