@@ -45,6 +45,27 @@ struct SegmentAttention {
 
     private var group: Int { heads / kvHeads }
 
+    /// Rows of a segment in blocks, each with the segment keys its rows can see: for a causal
+    /// segment blocks of `causalBlock` rows see the keys up to their last row, so the products skip
+    /// the masked upper triangle's whole blocks (5/8 of the in-segment square with four blocks
+    /// instead of all of it); a non-causal segment is one block that sees every key. The masked
+    /// entries inside a block are zeroed by the softmax rows, as before.
+    static let causalBlock = 64
+
+    static func rowBlocks(_ s: AttentionSegment) -> [(r0: Int, r1: Int, keys: Int)] {
+        guard s.causal, s.length > Self.causalBlock else { return [(0, s.length, s.length)] }
+        return stride(from: 0, to: s.length, by: Self.causalBlock).map { r0 in
+            let r1 = min(s.length, r0 + Self.causalBlock)
+            return (r0, r1, r1)
+        }
+    }
+
+    /// (query, key) pairs the products compute for a segment: the prefix for every row, and each
+    /// row block against the segment keys it sees.
+    static func computedPairs(_ s: AttentionSegment) -> Int {
+        s.length * s.prefix + rowBlocks(s).reduce(0) { $0 + ($1.r1 - $1.r0) * $1.keys }
+    }
+
     /// out [rows, heads·hd] = softmax(scale · q kᵀ) v per segment and head; probabilities kept in
     /// `probs` (probabilityCount floats). q/k/v have ldq/ldk/ldv floats per row.
     func forward(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
@@ -61,8 +82,11 @@ struct SegmentAttention {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(len), Int32(s.prefix), Int32(hd), scale,
                             qs, Int32(ldq), k + g * hd, Int32(ldk), 0, p, Int32(nk))
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(len), Int32(len), Int32(hd), scale,
-                        qs, Int32(ldq), k + s.start * ldk + g * hd, Int32(ldk), 0, p + s.prefix, Int32(nk))
+            let blocks = Self.rowBlocks(s)
+            for b in blocks {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(b.r1 - b.r0), Int32(b.keys), Int32(hd), scale,
+                            qs + b.r0 * ldq, Int32(ldq), k + s.start * ldk + g * hd, Int32(ldk), 0, p + b.r0 * nk + s.prefix, Int32(nk))
+            }
             for i in 0..<len {
                 assay_softmax_row(TrainKernels.rowLevel, p + i * nk, s.causal ? s.prefix + i + 1 : nk, nk)
             }
@@ -71,8 +95,11 @@ struct SegmentAttention {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(s.prefix), 1,
                             p, Int32(nk), v + g * hd, Int32(ldv), 0, o, Int32(ldo))
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(len), 1,
-                        p + s.prefix, Int32(nk), v + s.start * ldv + g * hd, Int32(ldv), s.prefix > 0 ? 1 : 0, o, Int32(ldo))
+            for b in blocks {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b.r1 - b.r0), Int32(hd), Int32(b.keys), 1,
+                            p + b.r0 * nk + s.prefix, Int32(nk), v + s.start * ldv + g * hd, Int32(ldv), s.prefix > 0 ? 1 : 0,
+                            o + b.r0 * ldo, Int32(ldo))
+            }
         }
     }
 
@@ -103,6 +130,7 @@ struct SegmentAttention {
             guard len > 0 else { return }
             let dp = UnsafeMutablePointer<Float>.allocate(capacity: max(1, maxWork))
             defer { dp.deallocate() }
+            let blocks = Self.rowBlocks(s)
             for h in (g * group)..<((g + 1) * group) {
                 let p = probs + offsets[si * heads + h]
                 let dO = dOut + s.start * ldo + h * hd
@@ -112,8 +140,10 @@ struct SegmentAttention {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(len), Int32(s.prefix), Int32(hd), 1,
                                 dO, Int32(ldo), v + g * hd, Int32(ldv), 0, dp, Int32(nk))
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(len), Int32(len), Int32(hd), 1,
-                            dO, Int32(ldo), v + s.start * ldv + g * hd, Int32(ldv), 0, dp + s.prefix, Int32(nk))
+                for b in blocks {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(b.r1 - b.r0), Int32(b.keys), Int32(hd), 1,
+                                dO + b.r0 * ldo, Int32(ldo), v + s.start * ldv + g * hd, Int32(ldv), 0, dp + b.r0 * nk + s.prefix, Int32(nk))
+                }
                 // dS = P ⊙ (dP − Σ_j dP·P), scaled for the products with q and k below.
                 for i in 0..<len {
                     assay_softmax_grad_row(TrainKernels.rowLevel, p + i * nk, dp + i * nk, s.causal ? s.prefix + i + 1 : nk, nk, scale)
@@ -124,13 +154,19 @@ struct SegmentAttention {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(s.prefix), 1,
                                 dp, Int32(nk), k + g * hd, Int32(ldk), 0, dqs, Int32(ldq))
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(len), 1,
-                            dp + s.prefix, Int32(nk), k + s.start * ldk + g * hd, Int32(ldk), s.prefix > 0 ? 1 : 0, dqs, Int32(ldq))
-                // dK += dSᵀ · Q, dV += Pᵀ · dO (own rows here, prefix rows into the segment's scratch).
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(len), 1,
-                            dp + s.prefix, Int32(nk), qs, Int32(ldq), 1, dk + s.start * ldk + g * hd, Int32(ldk))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(len), Int32(hd), Int32(len), 1,
-                            p + s.prefix, Int32(nk), dO, Int32(ldo), 1, dv + s.start * ldv + g * hd, Int32(ldv))
+                for b in blocks {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(b.r1 - b.r0), Int32(hd), Int32(b.keys), 1,
+                                dp + b.r0 * nk + s.prefix, Int32(nk), k + s.start * ldk + g * hd, Int32(ldk), s.prefix > 0 ? 1 : 0,
+                                dqs + b.r0 * ldq, Int32(ldq))
+                }
+                // dK += dSᵀ · Q, dV += Pᵀ · dO (own rows here, prefix rows into the segment's scratch): a
+                // block of query rows reaches the keys it sees.
+                for b in blocks {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(b.keys), Int32(hd), Int32(b.r1 - b.r0), 1,
+                                dp + b.r0 * nk + s.prefix, Int32(nk), qs + b.r0 * ldq, Int32(ldq), 1, dk + s.start * ldk + g * hd, Int32(ldk))
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(b.keys), Int32(hd), Int32(b.r1 - b.r0), 1,
+                                p + b.r0 * nk + s.prefix, Int32(nk), dO + b.r0 * ldo, Int32(ldo), 1, dv + s.start * ldv + g * hd, Int32(ldv))
+                }
                 if s.prefix > 0, let sl = slot[si] {
                     let base = sl * prefixRows * kvDim + g * hd
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s.prefix), Int32(hd), Int32(len), 1,

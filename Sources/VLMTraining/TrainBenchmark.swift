@@ -96,9 +96,12 @@ public enum TrainBenchmark {
         let rowCount = P + completions.reduce(0) { $0 + $1 - 1 }
         let rows = Double(rowCount)
         let perRow = 2 * (h * q + 2 * h * kv + q * h + 3 * h * inter)
-        // Attention as computed: each query against the prefix and its whole segment (masked after).
-        var pairs = Double(P) * Double(P)
-        for l in completions { let n = Double(l - 1); pairs += n * Double(P) + n * n }
+        // Attention as computed: each query against the prefix and, by row blocks, the segment keys
+        // up to the block's last row (SegmentAttention.rowBlocks).
+        var pairs = Double(SegmentAttention.computedPairs(AttentionSegment(start: 0, length: P, prefix: 0, causal: true)))
+        for l in completions {
+            pairs += Double(SegmentAttention.computedPairs(AttentionSegment(start: 0, length: l - 1, prefix: P, causal: true)))
+        }
         let attention = 4 * hd * Double(c.numHeads) * pairs
         let layer = perRow * rows + attention
         let depth = c.numLayers
