@@ -10,7 +10,7 @@ final class KernelPathTests: XCTestCase {
     static let suites = ["VLMRuntimeTests.KernelTests", "VLMRuntimeTests.GGUFDotTests", "VLMRuntimeTests.GGUFMatmulTests",
                          "VLMRuntimeTests.GGUFDequantTests", "VLMRuntimeTests.BF16KernelTests", "VLMRuntimeTests.ModelGoldenTests",
                          "VLMRuntimeTests.SmolLM2GoldenTests",
-                         "VLMTrainingTests.PolicyGoldenTests", "VLMTrainingTests.TrainRowKernelTests"]
+                         "VLMTrainingTests.PolicyGoldenTests", "VLMTrainingTests.TrainRowKernelTests", "VLMTrainingTests.SegmentAttentionTests"]
 
     func testTheEnvironmentForcesANarrowerPath() {
         XCTAssertLessThanOrEqual(KernelPath.active, KernelPath.detected)
