@@ -72,28 +72,27 @@ test: deps check-aarch64 check-neon check-demo-build
 ## check-aarch64: the C kernels' header compiles for aarch64 Linux (clang, Debian's arm64 libc
 ## headers): every x86 intrinsic and cpuid sits behind an architecture guard with a portable path.
 ## Run with -Werror so an unguarded intrinsic fails here rather than on an ARM machine.
+# Shell prefix for both aarch64 checks: `$$clang` (PATH's, else the Swift toolchain's) and
+# `$$cc`, that clang targeting aarch64 Linux with Debian's arm64 headers and the stand-in cblas.h.
+AARCH64_CC = clang=$$(command -v clang || echo $$(dirname $$(readlink -f $$(command -v $(SWIFT))))/clang); \
+	if [ ! -d /usr/aarch64-linux-gnu/include ]; then echo "$@: /usr/aarch64-linux-gnu/include missing (libc6-dev-arm64-cross)" >&2; exit 1; fi; \
+	cc="$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
+	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 -Wall -Werror"
 check-aarch64:
-	@clang=$$(command -v clang || echo $$(dirname $$(readlink -f $$(command -v $(SWIFT))))/clang); \
-	if [ ! -d /usr/aarch64-linux-gnu/include ]; then echo "check-aarch64: /usr/aarch64-linux-gnu/include missing (libc6-dev-arm64-cross)" >&2; exit 1; fi; \
-	$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
-	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 \
-	  -x c -fsyntax-only -Wall -Werror -Wno-unused-function Sources/CBLAS/shim.h && \
-	$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
-	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 \
-	  -x c -c -O1 -Wall -Werror -o /dev/null tools/ci/aarch64/shim-entry-points.c && \
+	@$(AARCH64_CC); \
+	$$cc -x c -fsyntax-only -Wno-unused-function Sources/CBLAS/shim.h && \
+	$$cc -x c -c -O1 -o /dev/null tools/ci/aarch64/shim-entry-points.c && \
 	echo "check-aarch64: Sources/CBLAS/shim.h compiles for aarch64"
 
 ## check-neon: the NEON kernels (Sources/CBLAS/shim_neon.h) built for aarch64 and run under
 ## qemu-aarch64 against Float64 sums and the portable C path (tools/ci/aarch64/neon-check.c).
 NEON_CHECK := .build/neon-check
 check-neon:
-	@clang=$$(command -v clang || echo $$(dirname $$(readlink -f $$(command -v $(SWIFT))))/clang); \
+	@$(AARCH64_CC); \
 	lib=/usr/aarch64-linux-gnu/lib; \
 	if ! command -v qemu-aarch64 >/dev/null; then echo "check-neon: qemu-aarch64 missing (apt-get install qemu-user)" >&2; exit 1; fi; \
 	mkdir -p $(NEON_CHECK) && \
-	$$clang --target=aarch64-linux-gnu -nostdinc -isystem /usr/aarch64-linux-gnu/include \
-	  -isystem $$($$clang -print-resource-dir)/include -I tools/ci/aarch64 \
-	  -O2 -Wall -Werror -c -o $(NEON_CHECK)/neon-check.o tools/ci/aarch64/neon-check.c && \
+	$$cc -O2 -c -o $(NEON_CHECK)/neon-check.o tools/ci/aarch64/neon-check.c && \
 	$$clang --target=aarch64-linux-gnu -fuse-ld=lld -nostdlib -o $(NEON_CHECK)/neon-check \
 	  $$lib/crt1.o $$lib/crti.o $(NEON_CHECK)/neon-check.o -L$$lib -lc -lm $$lib/crtn.o \
 	  -Wl,--dynamic-linker=/lib/ld-linux-aarch64.so.1 && \

@@ -199,10 +199,4 @@ public final class NIOHTTPTransport: HTTPTransport {
         seconds == seconds.rounded() ? String(Int(seconds)) : String(format: "%.3g", seconds)
     }
 }
-#else
-/// A build without the `RemoteBackends` trait (`make demo`'s quick first build) has no HTTP
-/// client: creating a remote backend says how to get one instead of failing per request.
-public enum NIOHTTPTransport {
-    public static let missing = "this assay was built without its HTTP client (the RemoteBackends package trait is off, as in `make demo`'s first build); run `make release` (or `swift build -c release`) for OpenAI-compatible servers"
-}
 #endif

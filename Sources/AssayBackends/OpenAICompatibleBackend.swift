@@ -123,7 +123,11 @@ public final class OpenAICompatibleBackend: ModelBackend {
             connectTimeout: min(configuration.connectTimeout, configuration.timeout),
             readIdleTimeout: configuration.timeout, maxResponseBytes: configuration.maxResponseBytes))
         #else
-        guard let transport else { throw ConfigurationError(description: NIOHTTPTransport.missing) }
+        // A build without the `RemoteBackends` trait (`make demo`'s quick first build) has no HTTP
+        // client: creating a remote backend says how to get one instead of failing per request.
+        guard let transport else {
+            throw ConfigurationError(description: "this assay was built without its HTTP client (the RemoteBackends package trait is off, as in `make demo`'s first build); run `make release` (or `swift build -c release`) for OpenAI-compatible servers")
+        }
         self.transport = transport
         #endif
     }

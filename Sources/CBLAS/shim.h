@@ -2,6 +2,9 @@
 #include <stdint.h>
 #include <math.h>
 
+/* assay_native_level()'s NEON bit (aarch64); x86 levels use bits 0–2. */
+#define ASSAY_LEVEL_NEON 8
+
 /* Everything below up to the matching #else is x86: intrinsics, `target` attributes, cpuid and
    xgetbv. Other architectures get the portable definitions after the #else (same names, same
    contracts), so the package builds on aarch64 Linux and Apple silicon; `make check-aarch64`
@@ -787,11 +790,9 @@ static inline int assay_cpu_has_avx512(int *vnni) { *vnni = 0; return 0; }
 static inline int assay_cpu_has_avx512_bf16(void) { return 0; }
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define ASSAY_HAS_NEON 1
-#include "shim_neon.h"
 #endif
 
-/* 8 (ASSAY_LEVEL_NEON) on aarch64, where Advanced SIMD is always there; 0 elsewhere. */
-#define ASSAY_LEVEL_NEON 8
+/* ASSAY_LEVEL_NEON on aarch64, where Advanced SIMD is always there; 0 elsewhere. */
 static inline int assay_native_level(void) {
 #ifdef ASSAY_HAS_NEON
     return ASSAY_LEVEL_NEON;
@@ -1031,6 +1032,10 @@ static inline void assay_portable_dequant_rows(int level, int q4_1, const void *
         }
     }
 }
+
+#ifdef ASSAY_HAS_NEON
+#include "shim_neon.h"
+#endif
 
 /* The entry points Swift calls: NEON where there is NEON and the caller's level asks for it (the
    dot rows have no level: Swift calls them only on a path with row kernels), else the portable C. */

@@ -1,4 +1,5 @@
-/* NEON row kernels for aarch64 (Linux and Apple silicon), included from shim.h's non-x86 branch.
+/* NEON row kernels for aarch64 (Linux and Apple silicon), included from shim.h's non-x86 branch
+   after the portable definitions (the vector loops' tails use assay_weight).
    Advanced SIMD is part of every AArch64 CPU, so there is no run-time check: shim.h's
    assay_native_level() answers ASSAY_LEVEL_NEON there and the entry points route here.
 
@@ -23,13 +24,6 @@ static inline float32x4_t assay_neon_load4(const void *w, int kind, long j) {
     return vld1q_f32((const float *)w + j);
 }
 
-static inline float assay_neon_load1(const void *w, int kind, long j) {
-    return vgetq_lane_f32(kind == 0 ? vld1q_dup_f32((const float *)w + j)
-                                    : (kind == 1 ? vreinterpretq_f32_u32(vshll_n_u16(vld1_dup_u16((const uint16_t *)w + j), 16))
-                                                 : vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16((const uint16_t *)w + j)))),
-                          0);
-}
-
 /* G activations (1 ≤ G ≤ 4, a constant where inlined) against one weight row: the row's weights
    are converted once per 8 for all G; per activation two accumulators (even and odd groups of 4). */
 __attribute__((always_inline))
@@ -46,7 +40,7 @@ static inline void assay_neon_dot_group(const void *w, int kind, const float *x,
     }
     for (int i = 0; i < G; i++) {
         float s = vaddvq_f32(vaddq_f32(a0[i], a1[i]));
-        for (long t = j; t < n; t++) s = fmaf(assay_neon_load1(w, kind, t), x[i * ldx + t], s);
+        for (long t = j; t < n; t++) s = fmaf(assay_weight(w, kind, t), x[i * ldx + t], s);
         out[i] = s;
     }
 }
@@ -75,7 +69,7 @@ static inline void assay_neon_dot_8rows(const void *w, int kind, long ldw, const
     }
     for (int r = 0; r < 8; r++) {
         float s = vaddvq_f32(acc[r]);
-        for (long t = j; t < n; t++) s = fmaf(assay_neon_load1((const char *)w + r * ldw * es, kind, t), x[t], s);
+        for (long t = j; t < n; t++) s = fmaf(assay_weight((const char *)w + r * ldw * es, kind, t), x[t], s);
         out[r] = s;
     }
 }

@@ -347,7 +347,7 @@ final class ScratchPool: @unchecked Sendable {
     func drain() {
         lock.lock(); defer { lock.unlock() }
         releaseStale()
-        for (_, list) in fresh { for p in list { free(p) } }
+        for (_, list) in fresh { for p in list { p.deallocate() } }
         fresh = [:]
     }
 
@@ -361,11 +361,7 @@ final class ScratchPool: @unchecked Sendable {
             }
             lock.unlock()
         }
-        guard let p = malloc(c) else {
-            // Out of memory for training scratch: nothing sensible can continue.
-            fatalError("training scratch: could not allocate \(c) bytes")
-        }
-        return (p, c)
+        return (UnsafeMutableRawPointer.allocate(byteCount: c, alignment: 64), c)
     }
 
     fileprivate func give(_ buffer: (pointer: UnsafeMutableRawPointer, capacity: Int)) {
@@ -378,12 +374,12 @@ final class ScratchPool: @unchecked Sendable {
             }
             lock.unlock()
         }
-        free(buffer.pointer)
+        buffer.pointer.deallocate()
     }
 
     /// Caller holds the lock.
     private func releaseStale() {
-        for (_, list) in stale { for p in list { free(p) } }
+        for (_, list) in stale { for p in list { p.deallocate() } }
         stale = [:]
     }
 }

@@ -21,7 +21,7 @@ public enum KernelPath: String, Sendable, CaseIterable, Comparable {
     /// The widest path this CPU runs.
     public static let detected: KernelPath = {
         var vnni: Int32 = 0
-        if assay_native_level() & 8 != 0 { return .neon }  // ASSAY_LEVEL_NEON
+        if assay_native_level() & ASSAY_LEVEL_NEON != 0 { return .neon }
         if assay_cpu_has_avx2_fma_f16c() == 0 { return .portable }
         return assay_cpu_has_avx512(&vnni) != 0 ? .avx512 : .avx2
     }()
@@ -42,7 +42,7 @@ public enum KernelPath: String, Sendable, CaseIterable, Comparable {
 
     static func resolve(_ requested: KernelPath?, detected: KernelPath) -> KernelPath {
         guard let requested, runs(requested, on: detected) else { return detected }
-        return min(requested, detected)
+        return requested
     }
 
     /// Whether a CPU whose best is `detected` has `path`'s instructions (portable runs anywhere).

@@ -49,13 +49,6 @@ static void check_same(const char *what, int index, float got, float want) {
     }
 }
 
-/* Weight j of a row stored as kind (0 f32, 1 bf16, 2 f16), as the kernels read it. */
-static double stored(const void *w, int kind, long j) {
-    if (kind == 0) return ((const float *)w)[j];
-    if (kind == 1) return assay_bf16_to_float(((const uint16_t *)w)[j]);
-    return assay_half_bits_to_float(((const uint16_t *)w)[j]);
-}
-
 static void check_dot_rows(void) {
     const long widths[] = {3, 8, 37, 576, 1003};
     for (int kind = 0; kind < 3; kind++) {
@@ -75,14 +68,14 @@ static void check_dot_rows(void) {
                 assay_dot_rows(w, kind, x, n, m, n, out);
                 for (int i = 0; i < m; i++) {
                     double want = 0, scale = 0;
-                    for (long j = 0; j < n; j++) { double t = stored(w, kind, j) * x[i * n + j]; want += t; scale += fabs(t); }
+                    for (long j = 0; j < n; j++) { double t = assay_weight(w, kind, j) * x[i * n + j]; want += t; scale += fabs(t); }
                     check("dot_rows", kind * 1000 + m * 10 + i, out[i], want, scale);
                 }
             }
             assay_dot_8rows(w, kind, n, x, n, out);
             for (int r = 0; r < 8; r++) {
                 double want = 0, scale = 0;
-                for (long j = 0; j < n; j++) { double t = stored((const char *)w + r * n * es, kind, j) * x[j]; want += t; scale += fabs(t); }
+                for (long j = 0; j < n; j++) { double t = assay_weight((const char *)w + r * n * es, kind, j) * x[j]; want += t; scale += fabs(t); }
                 check("dot_8rows", kind * 1000 + r, out[r], want, scale);
             }
             free(w);
