@@ -176,23 +176,47 @@ public enum GRPOObjective {
     /// with the EasyR1 form is Σ(pg + β·kl) / (G · maxCompletionLength) as in TRL.
     public static func evaluate(logprobs: [[Float]], old: [[Float]]?, ref: [[Float]]?, advantages: [Float],
                                 settings: GRPOSettings) throws -> GRPOLossResult {
-        try validate(logprobs: logprobs, old: old, ref: ref, advantages: advantages, settings: settings)
-        let weights = aggregationWeights(lengths: logprobs.map(\.count), settings: settings)
+        let lengths = logprobs.map(\.count)
+        try validate(lengths: lengths, old: old, ref: ref, advantages: advantages, settings: settings)
+        let weights = aggregationWeights(lengths: lengths, settings: settings)
+        let constants = TokenConstants(settings)
         var tokens = [TokenTerms]()
         tokens.reserveCapacity(logprobs.count)
         for i in logprobs.indices {
-            tokens.append(completionTerms(logprobs: logprobs[i], old: old?[i], ref: ref?[i],
-                                          advantage: advantages[i], settings: settings))
+            var t = TokenTerms()
+            for k in logprobs[i].indices {
+                t.append(term(logprobs[i][k], old: old?[i][k], ref: ref?[i][k], advantage: advantages[i], constants, settings.policyLoss))
+            }
+            tokens.append(t)
         }
         return assemble(tokens, weights: weights, hasRef: ref != nil, settings: settings)
     }
 
+    /// ∂loss/∂logp of each token as a function of that token's log-prob alone, for a backward pass
+    /// that evaluates the head in chunks and never holds every logit (`PolicyModel.backward(…,
+    /// gradient:)`): a token's derivative depends only on its own log-prob, its old and reference
+    /// log-probs, its completion's advantage and the aggregation weight, which the lengths fix.
+    /// For the same log-probs it returns exactly `evaluate(…).dLogprobs` (times `scale`, applied in
+    /// float32 as a caller scaling those rows would).
+    public static func tokenGradient(lengths: [Int], old: [[Float]]?, ref: [[Float]]?, advantages: [Float],
+                                     settings: GRPOSettings, scale: Float = 1) throws -> TokenGradient {
+        try validate(lengths: lengths, old: old, ref: ref, advantages: advantages, settings: settings)
+        let weights = aggregationWeights(lengths: lengths, settings: settings)
+        let constants = TokenConstants(settings)
+        let kind = settings.policyLoss, beta = Float(settings.beta)
+        return TokenGradient { i, k, lp in
+            let t = term(lp, old: old?[i][k], ref: ref?[i][k], advantage: advantages[i], constants, kind)
+            let d = combined(dPolicy: t.dPolicy, dKL: t.dKL, beta: beta, weight: weights[i])
+            return d * scale
+        }
+    }
+
     // MARK: Validation
 
-    private static func validate(logprobs: [[Float]], old: [[Float]]?, ref: [[Float]]?, advantages: [Float],
+    private static func validate(lengths: [Int], old: [[Float]]?, ref: [[Float]]?, advantages: [Float],
                                  settings: GRPOSettings) throws {
-        guard !logprobs.isEmpty else { throw GRPOObjectiveError.emptyGroup }
-        let g = logprobs.count
+        guard !lengths.isEmpty else { throw GRPOObjectiveError.emptyGroup }
+        let g = lengths.count
         guard advantages.count == g else {
             throw GRPOObjectiveError.completionCountMismatch(field: "advantages", expected: g, actual: advantages.count)
         }
@@ -201,8 +225,8 @@ public enum GRPOObjective {
             guard rows.count == g else {
                 throw GRPOObjectiveError.completionCountMismatch(field: field, expected: g, actual: rows.count)
             }
-            for i in 0..<g where rows[i].count != logprobs[i].count {
-                throw GRPOObjectiveError.lengthMismatch(completion: i, field: field, expected: logprobs[i].count,
+            for i in 0..<g where rows[i].count != lengths[i] {
+                throw GRPOObjectiveError.lengthMismatch(completion: i, field: field, expected: lengths[i],
                                                         actual: rows[i].count)
             }
         }
@@ -256,12 +280,45 @@ public enum GRPOObjective {
 
     // MARK: Per-token terms
 
-    /// One completion's per-token values and the derivatives of the policy and KL terms.
+    /// One token's values and the derivatives of its policy and KL terms.
+    private struct TokenTerm {
+        var policy: Float, dPolicy: Float, kl: Float, dKL: Float
+        var ratio: Float, ratioClipped: Float
+        var low: Bool, high: Bool, dual: Bool
+    }
+
+    /// One completion's per-token values.
     private struct TokenTerms {
         var policy: [Float] = [], kl: [Float] = []
         var dPolicy: [Float] = [], dKL: [Float] = []
         var ratio: [Float] = [], ratioClipped: [Float] = []
         var low: [Bool] = [], high: [Bool] = [], dual: [Bool] = []
+
+        mutating func append(_ t: TokenTerm) {
+            policy.append(t.policy); kl.append(t.kl); dPolicy.append(t.dPolicy); dKL.append(t.dKL)
+            ratio.append(t.ratio); ratioClipped.append(t.ratioClipped)
+            low.append(t.low); high.append(t.high); dual.append(t.dual)
+        }
+    }
+
+    /// The settings' clip bounds in float32, computed once.
+    private struct TokenConstants {
+        let lowBound: Float, highBound: Float, logLow: Float, logHigh: Float, c: Float
+        init(_ s: GRPOSettings) {
+            lowBound = Float(1 - s.epsilonLow)
+            highBound = Float(1 + s.epsilonHigh)
+            logLow = Float(Foundation.log(1 - s.epsilonLow))
+            logHigh = Float(Foundation.log(1 + s.epsilonHigh))
+            c = Float(s.dualClip)
+        }
+    }
+
+    /// ∂loss/∂logp of one token: (dPolicy + β·dKL) times its aggregation weight, in the order
+    /// `assemble` uses.
+    @inline(__always)
+    private static func combined(dPolicy: Float, dKL: Float, beta: Float, weight w: Double) -> Float {
+        let d = beta != 0 ? Double(dPolicy) + Double(beta) * Double(dKL) : Double(dPolicy)
+        return Float(d * w)
     }
 
     /// torch.minimum / maximum backward: the chosen input gets the gradient, ties split it.
@@ -282,63 +339,53 @@ public enum GRPOObjective {
     @inline(__always)
     private static func passes(_ x: Float, _ lo: Float, _ hi: Float) -> Float { (x >= lo && x <= hi) ? 1 : 0 }
 
-    private static func completionTerms(logprobs lp: [Float], old: [Float]?, ref: [Float]?, advantage a: Float,
-                                        settings s: GRPOSettings) -> TokenTerms {
-        let n = lp.count
-        var t = TokenTerms()
-        t.policy.reserveCapacity(n); t.dPolicy.reserveCapacity(n); t.kl.reserveCapacity(n); t.dKL.reserveCapacity(n)
-        let lowBound = Float(1 - s.epsilonLow), highBound = Float(1 + s.epsilonHigh)
-        let logLow = Float(Foundation.log(1 - s.epsilonLow)), logHigh = Float(Foundation.log(1 + s.epsilonHigh))
-        let c = Float(s.dualClip)
+    private static func term(_ lp: Float, old: Float?, ref: Float?, advantage a: Float, _ k: TokenConstants,
+                             _ kind: PolicyLossKind) -> TokenTerm {
+        let logRatio = old.map { lp - $0 } ?? 0
         let negA = -a
-        for k in 0..<n {
-            let logRatio = old.map { lp[k] - $0[k] } ?? 0
-            // Statistics shared by both forms: TRL clip masks on the plain ratio, EasyR1 dual clip.
-            let rho = Foundation.exp(logRatio)
-            t.low.append(rho < lowBound && a < 0)
-            t.high.append(rho > highBound && a > 0)
-            let easyRatio = Foundation.exp(clamp(logRatio, -20, 20))
-            let easyClipped = Foundation.exp(clamp(logRatio, logLow, logHigh))
-            let easyHi = Swift.max(negA * easyRatio, negA * easyClipped)
-            t.dual.append(a < 0 && easyHi > negA * c)
+        // Statistics shared by both forms: TRL clip masks on the plain ratio, EasyR1 dual clip.
+        let rho = Foundation.exp(logRatio)
+        let easyRatio = Foundation.exp(clamp(logRatio, -20, 20))
+        let easyClipped = Foundation.exp(clamp(logRatio, k.logLow, k.logHigh))
+        let easyHi = Swift.max(negA * easyRatio, negA * easyClipped)
+        var t = TokenTerm(policy: 0, dPolicy: 0, kl: 0, dKL: 0, ratio: 0, ratioClipped: 0,
+                          low: rho < k.lowBound && a < 0, high: rho > k.highBound && a > 0, dual: a < 0 && easyHi > negA * k.c)
+        switch kind {
+        case .trl:
+            let rc = clamp(rho, k.lowBound, k.highBound)
+            let x = rho * a, y = rc * a
+            let (wx, wy) = minWeights(x, y)
+            t.policy = -Swift.min(x, y)
+            // d rho / d logp = rho (also when old is nil: old = logp.detach()).
+            t.dPolicy = -(wx * a * rho + wy * a * passes(rho, k.lowBound, k.highBound) * rho)
+            t.ratio = rho
+            t.ratioClipped = rc
+        case .easyr1:
+            let pg1 = negA * easyRatio, pg2 = negA * easyClipped, pg3 = negA * k.c
+            let (w1, w2) = maxWeights(pg1, pg2)
+            let (wHi, _) = minWeights(easyHi, pg3)
+            let select: Float = a < 0 ? wHi : 1
+            let dRatio = passes(logRatio, -20, 20) * easyRatio
+            let dClipped = passes(logRatio, k.logLow, k.logHigh) * easyClipped
+            t.policy = a < 0 ? Swift.min(easyHi, pg3) : easyHi
+            t.dPolicy = select * (w1 * negA * dRatio + w2 * negA * dClipped)
+            t.ratio = easyRatio
+            t.ratioClipped = easyClipped
+        }
 
-            switch s.policyLoss {
-            case .trl:
-                let rc = clamp(rho, lowBound, highBound)
-                let x = rho * a, y = rc * a
-                let (wx, wy) = minWeights(x, y)
-                t.policy.append(-Swift.min(x, y))
-                // d rho / d logp = rho (also when old is nil: old = logp.detach()).
-                t.dPolicy.append(-(wx * a * rho + wy * a * passes(rho, lowBound, highBound) * rho))
-                t.ratio.append(rho)
-                t.ratioClipped.append(rc)
-            case .easyr1:
-                let pg1 = negA * easyRatio, pg2 = negA * easyClipped, pg3 = negA * c
-                let (w1, w2) = maxWeights(pg1, pg2)
-                let (wHi, _) = minWeights(easyHi, pg3)
-                let select: Float = a < 0 ? wHi : 1
-                let dRatio = passes(logRatio, -20, 20) * easyRatio
-                let dClipped = passes(logRatio, logLow, logHigh) * easyClipped
-                t.policy.append(a < 0 ? Swift.min(easyHi, pg3) : easyHi)
-                t.dPolicy.append(select * (w1 * negA * dRatio + w2 * negA * dClipped))
-                t.ratio.append(easyRatio)
-                t.ratioClipped.append(easyClipped)
-            }
-
-            guard let ref else { t.kl.append(0); t.dKL.append(0); continue }
-            let diff = ref[k] - lp[k]
-            switch s.policyLoss {
-            case .trl:
-                let e = Foundation.exp(diff)
-                t.kl.append(e - diff - 1)
-                t.dKL.append(1 - e)  // d/dlogp of exp(ref − logp) − (ref − logp) − 1
-            case .easyr1:
-                let d = clamp(diff, -20, 20)
-                let e = Foundation.exp(d)
-                let raw = e - d - 1
-                t.kl.append(clamp(raw, -10, 10))
-                t.dKL.append(passes(raw, -10, 10) * passes(diff, -20, 20) * (1 - e))
-            }
+        guard let ref else { return t }
+        let diff = ref - lp
+        switch kind {
+        case .trl:
+            let e = Foundation.exp(diff)
+            t.kl = e - diff - 1
+            t.dKL = 1 - e  // d/dlogp of exp(ref − logp) − (ref − logp) − 1
+        case .easyr1:
+            let d = clamp(diff, -20, 20)
+            let e = Foundation.exp(d)
+            let raw = e - d - 1
+            t.kl = clamp(raw, -10, 10)
+            t.dKL = passes(raw, -10, 10) * passes(diff, -20, 20) * (1 - e)
         }
         return t
     }
@@ -359,8 +406,7 @@ public enum GRPOObjective {
             for k in t.policy.indices {
                 let withKL = beta != 0 ? t.policy[k] + beta * t.kl[k] : t.policy[k]
                 rowLoss.append(withKL)
-                let d = beta != 0 ? Double(t.dPolicy[k]) + Double(beta) * Double(t.dKL[k]) : Double(t.dPolicy[k])
-                rowGrad.append(Float(d * w))
+                rowGrad.append(combined(dPolicy: t.dPolicy[k], dKL: t.dKL[k], beta: beta, weight: w))
                 switch s.policyLoss {
                 case .trl: policySum += Double(withKL) * w
                 case .easyr1:
@@ -389,4 +435,12 @@ public enum GRPOObjective {
             maxKL: hasTokens ? klMax : 0,
             tokenCount: tokenCount)
     }
+}
+
+/// ∂loss/∂logp of token `t` of completion `i` given its log-prob (`GRPOObjective.tokenGradient`).
+/// Called from the head's worker threads, so it only reads what it captured.
+public struct TokenGradient: Sendable {
+    let f: @Sendable (_ completion: Int, _ token: Int, _ logprob: Float) -> Float
+    public init(_ f: @escaping @Sendable (_ completion: Int, _ token: Int, _ logprob: Float) -> Float) { self.f = f }
+    public func callAsFunction(_ completion: Int, _ token: Int, _ logprob: Float) -> Float { f(completion, token, logprob) }
 }

@@ -286,16 +286,13 @@ public enum GRPOStep {
         if freezeVision { for p in loaded.parameters.parameters where p.name.hasPrefix("visual.") { p.trainable = false } }
         let model = try PolicyModel(config: loaded.config, parameters: loaded.parameters)
         let advantages = GRPOObjective.advantages(rewards: batch.rewards, kind: settings.advantage)
-        var evaluation: GRPOLossResult? = nil
         var stats = PolicyPassStats()
+        let gradient = try GRPOObjective.tokenGradient(lengths: completions.map(\.count), old: batch.oldLogprobs, ref: batch.refLogprobs,
+                                                       advantages: advantages, settings: settings)
         model.parameters.zeroGradients()
         let logprobs = try model.backward(prompt: prompt, completions: completions, temperature: settings.temperature,
-                                          microBatch: microBatch ?? completions.count, stats: &stats) { lp in
-            let r = try GRPOObjective.evaluate(logprobs: lp, old: batch.oldLogprobs, ref: batch.refLogprobs, advantages: advantages, settings: settings)
-            evaluation = r
-            return r.dLogprobs
-        }
-        guard let r = evaluation else { throw TrainingModelError.badInput("the objective was not evaluated") }
+                                          microBatch: microBatch, stats: &stats, gradient: gradient)
+        let r = try GRPOObjective.evaluate(logprobs: logprobs, old: batch.oldLogprobs, ref: batch.refLogprobs, advantages: advantages, settings: settings)
         let norm = model.parameters.globalGradientNorm()
         var saved: String? = nil
         if let out {

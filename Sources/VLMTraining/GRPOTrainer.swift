@@ -124,15 +124,12 @@ public final class GRPOTrainer: @unchecked Sendable {
             // dapo is a token mean over the whole step; grpo and dr_grpo average over sequences,
             // whose count per group is the same: each group's share is its tokens, or 1/P.
             let weight: Float = objective.aggregation == .dapo ? Float(groupTokens) / Float(totalTokens) : 1 / Float(prompts.count)
-            var result: GRPOLossResult?
             var stats = PolicyPassStats()
+            let gradient = try GRPOObjective.tokenGradient(lengths: completions.map(\.count), old: nil, ref: ref, advantages: advantages,
+                                                           settings: objective, scale: weight)
             let lp = try policy.backward(prompt: policyPrompt, completions: completions, temperature: objective.temperature,
-                                         microBatch: settings.microBatch ?? completions.count, stats: &stats) { lp in
-                let r = try GRPOObjective.evaluate(logprobs: lp, old: nil, ref: ref, advantages: advantages, settings: objective)
-                result = r
-                return r.dLogprobs.map { row in row.map { $0 * weight } }
-            }
-            guard let r = result else { throw TrainingModelError.badInput("the objective was not evaluated") }
+                                         microBatch: settings.microBatch, stats: &stats, gradient: gradient)
+            let r = try GRPOObjective.evaluate(logprobs: lp, old: nil, ref: ref, advantages: advantages, settings: objective)
             loss += Double(weight) * Double(r.loss)
             kl += Double(r.meanKL) * Double(groupTokens)
             low += r.lowClipped

@@ -61,12 +61,13 @@ public struct PolicyPassStats: Sendable {
 public final class PolicyModel: @unchecked Sendable {
     public let config: ModelConfig
     public let parameters: ParameterSet
-    /// Bytes the backward may keep of one pass's logits (tokens × vocab floats) instead of
-    /// recomputing the head's product; beyond it they are recomputed one completion at a time.
-    public var keptLogitsBudget = 1 << 30
+    /// Bytes of logits the head holds at once (rows × vocab floats): it runs over the completion
+    /// tokens in chunks of that many rows, each chunk's logits used for the log-probs and, in a
+    /// backward with a token-wise gradient, for ∂loss/∂logits, dH and dW straight away.
+    public var headChunkBytes = 64 << 20
     /// Bytes the forward may keep of layers' gate/up outputs so the recompute before each
     /// layer's backward skips those two products (the rest of the layer is always recomputed).
-    public var keptActivationsBudget = 480 << 20
+    public var keptActivationsBudget = 800 << 20
     let layout: PolicyLayout
     let invFreq: [Float]
     let pairAxis: [Int]
@@ -96,39 +97,31 @@ public final class PolicyModel: @unchecked Sendable {
     /// Per-token log-probabilities of each completion at temperature T (no gradient).
     public func logprobs(prompt: PolicyPrompt, completions: [[Int]], temperature: Float) throws -> [[Float]] {
         var stats = PolicyPassStats()
-        return try run(prompt: prompt, completions: completions, temperature: temperature, objective: nil, stats: &stats)
+        return try run(prompt: prompt, completions: completions, temperature: temperature, head: .logprobs, stats: &stats)
     }
 
-    /// Forward, then `objective(logprobs)` → ∂loss/∂logprob per token, then the backward pass,
-    /// which adds ∂loss/∂θ into every trainable parameter's `grad`. Returns the log-probabilities.
-    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, stats: inout PolicyPassStats,
-                         objective: ([[Float]]) throws -> [[Float]]) throws -> [[Float]] {
-        try withoutActuallyEscaping(objective) { o in
-            try run(prompt: prompt, completions: completions, temperature: temperature, objective: o, stats: &stats)
-        }
-    }
-
-    /// The same in micro-batches of at most `microBatch` completions (gradient accumulation): a
-    /// forward-only pass gives every log-prob, the objective sees them all at once (group
-    /// advantages and token-mean denominators need the whole group), then each micro-batch runs
-    /// forward and backward with its slice of ∂loss/∂logp. Activation memory follows the
-    /// micro-batch, at the price of one more forward.
-    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, microBatch: Int, stats: inout PolicyPassStats,
-                         objective: ([[Float]]) throws -> [[Float]]) throws -> [[Float]] {
-        guard microBatch >= 1, microBatch < completions.count else {
-            return try backward(prompt: prompt, completions: completions, temperature: temperature, stats: &stats, objective: objective)
+    /// Forward and backward with a loss whose ∂loss/∂logp at each token depends on that token's
+    /// log-prob alone (`GRPOObjective.tokenGradient`): the head turns each chunk of logits into
+    /// log-probs and gradients at once, so no pass holds more than `headChunkBytes` of logits and
+    /// none is computed twice. Adds ∂loss/∂θ into every trainable parameter's `grad`; returns the
+    /// log-probabilities.
+    ///
+    /// With `microBatch` below the group size the completions run `microBatch` at a time, each
+    /// micro-batch a forward and a backward of its own (gradient accumulation): activation memory
+    /// follows the micro-batch at the price of the prompt's rows once per micro-batch.
+    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, microBatch: Int? = nil,
+                         stats: inout PolicyPassStats, gradient: TokenGradient) throws -> [[Float]] {
+        let size = microBatch ?? completions.count
+        guard size >= 1, size < completions.count else {
+            return try run(prompt: prompt, completions: completions, temperature: temperature, head: .tokenwise(gradient), stats: &stats)
         }
         let started = Date()
-        let all = try logprobs(prompt: prompt, completions: completions, temperature: temperature)
-        let d = try objective(all)
-        guard d.count == completions.count else {
-            throw TrainingModelError.badInput("the objective returned \(d.count) gradients for \(completions.count) completions")
-        }
-        var peak = 0
-        for start in stride(from: 0, to: completions.count, by: microBatch) {
-            let part = start..<min(completions.count, start + microBatch)
+        var all: [[Float]] = [], peak = 0
+        for start in stride(from: 0, to: completions.count, by: size) {
+            let part = start..<min(completions.count, start + size)
             var s = PolicyPassStats()
-            _ = try backward(prompt: prompt, completions: Array(completions[part]), temperature: temperature, stats: &s) { _ in Array(d[part]) }
+            let shifted = TokenGradient { i, t, lp in gradient(start + i, t, lp) }
+            all += try run(prompt: prompt, completions: Array(completions[part]), temperature: temperature, head: .tokenwise(shifted), stats: &s)
             peak = max(peak, s.scratchPeakBytes)
             stats.imagePatches = s.imagePatches
         }
@@ -140,10 +133,57 @@ public final class PolicyModel: @unchecked Sendable {
         return all
     }
 
+    /// Forward, then `objective(logprobs)` → ∂loss/∂logp per token for any loss of the whole group,
+    /// then the backward pass, which adds ∂loss/∂θ into every trainable parameter's `grad`. The
+    /// head's logits are computed twice (once for the log-probs the objective needs, once for its
+    /// gradient); a token-wise loss is cheaper through `backward(…, gradient:)`.
+    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, stats: inout PolicyPassStats,
+                         objective: ([[Float]]) throws -> [[Float]]) throws -> [[Float]] {
+        try withoutActuallyEscaping(objective) { o in
+            try run(prompt: prompt, completions: completions, temperature: temperature, head: .whole(o), stats: &stats)
+        }
+    }
+
+    /// The same in micro-batches of at most `microBatch` completions: a forward-only pass gives
+    /// every log-prob, the objective sees them all at once, then each micro-batch runs forward and
+    /// backward with its slice of ∂loss/∂logp (one more forward than the token-wise form).
+    public func backward(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, microBatch: Int, stats: inout PolicyPassStats,
+                         objective: ([[Float]]) throws -> [[Float]]) throws -> [[Float]] {
+        guard microBatch >= 1, microBatch < completions.count else {
+            return try backward(prompt: prompt, completions: completions, temperature: temperature, stats: &stats, objective: objective)
+        }
+        let all = try logprobs(prompt: prompt, completions: completions, temperature: temperature)
+        let d = try Self.checked(objective(all), completions)
+        _ = try backward(prompt: prompt, completions: completions, temperature: temperature, microBatch: microBatch, stats: &stats,
+                         gradient: TokenGradient { i, t, _ in d[i][t] })
+        return all
+    }
+
+    /// The objective's ∂loss/∂logp, checked against the completions' lengths.
+    private static func checked(_ d: [[Float]], _ completions: [[Int]]) throws -> [[Float]] {
+        guard d.count == completions.count else {
+            throw TrainingModelError.badInput("the objective returned \(d.count) gradients for \(completions.count) completions")
+        }
+        for (i, g) in d.enumerated() where g.count != completions[i].count {
+            throw TrainingModelError.badInput("completion \(i): \(g.count) log-prob gradients for \(completions[i].count) tokens")
+        }
+        return d
+    }
+
+    /// What a pass does at the head.
+    private enum Head {
+        /// Log-probs only.
+        case logprobs
+        /// Log-probs and, chunk by chunk, their token-wise gradient.
+        case tokenwise(TokenGradient)
+        /// Every log-prob first, then the objective's gradient in a second pass over the head.
+        case whole(([[Float]]) throws -> [[Float]])
+    }
+
     // MARK: - The pass
 
-    private func run(prompt: PolicyPrompt, completions: [[Int]], temperature: Float,
-                     objective: ((([[Float]]) throws -> [[Float]]))?, stats: inout PolicyPassStats) throws -> [[Float]] {
+    private func run(prompt: PolicyPrompt, completions: [[Int]], temperature: Float, head mode: Head,
+                     stats: inout PolicyPassStats) throws -> [[Float]] {
         let started = Date()
         let c = config.text
         let h = c.hiddenSize, vocab = c.vocabSize
@@ -185,7 +225,8 @@ public final class PolicyModel: @unchecked Sendable {
         stats.completionTokens = completions.reduce(0) { $0 + $1.count }
         stats.imagePatches = prompt.images.rows
         MemoryMeter.shared.resetPeak()
-        let wantsGradient = objective != nil
+        let wantsGradient: Bool
+        if case .logprobs = mode { wantsGradient = false } else { wantsGradient = true }
         // Backward passes keep their scratch for the next one (ScratchPool); forward-only passes
         // (log-probs) leave those buffers alone.
         if wantsGradient { ScratchPool.shared.beginPass() }
@@ -259,65 +300,27 @@ public final class PolicyModel: @unchecked Sendable {
             let hf = scratch.take(N * h), rstdF = scratch.take(N)
             TrainKernels.rmsNorm(last, rows: N, width: h, weight: pv[layout.norm.weight].v, eps: layout.norm.eps, into: hf, rstd: rstdF)
 
-            // Log-probabilities at temperature T, one completion at a time.
-            let head = pv[layout.head].v
-            let maxLen = completions.map(\.count).max() ?? 0
-            // With a gradient to come, the scaled logits and row log-sum-exps of the whole pass are
-            // kept for the backward when they fit `keptLogitsBudget` (else recomputed per completion).
-            let completionTokens = completions.reduce(0) { $0 + $1.count }
-            let keepLogits = wantsGradient && completionTokens * vocab * 4 <= keptLogitsBudget
-            let hRows = scratch.take(max(1, maxLen * h))
-            let logitRows = keepLogits ? completionTokens : maxLen
-            let logitStore = scratch.take(max(1, logitRows * vocab)), lse = scratch.take(max(1, completionTokens))
-            var offsets: [Int] = [], running = 0
-            for comp in completions { offsets.append(running); running += comp.count }
-            func logits(_ i: Int) -> UnsafeMutablePointer<Float> { keepLogits ? logitStore + offsets[i] * vocab : logitStore }
-            func rows(_ i: Int) -> [Int] { [P - 1] + (0..<(completions[i].count - 1)).map { starts[i] + $0 } }
-            var logps: [[Float]] = []
+            // The head: log-probabilities at temperature T and, with a gradient, dH into dHf and dW.
+            var targets: [HeadRow] = []
             for (i, comp) in completions.enumerated() {
-                let rs = rows(i)
-                for (t, r) in rs.enumerated() { (hRows + t * h).update(from: hf + r * h, count: h) }
-                TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, logits(i), ldc: vocab)
-                logps.append(PhaseTimer.measure("logsoftmax") {
-                    Self.logSoftmaxGather(logits(i), rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: nil,
-                                          lse: lse + offsets[i], scaled: false)
-                })
+                for t in comp.indices { targets.append(HeadRow(completion: i, token: t, row: t == 0 ? P - 1 : starts[i] + t - 1, id: comp[t])) }
             }
-            guard let objective else { return logps }
-
-            // ∂loss/∂logp from the objective, checked against the completions.
-            let dlogp = try objective(logps)
-            guard dlogp.count == completions.count else {
-                throw TrainingModelError.badInput("the objective returned \(dlogp.count) gradients for \(completions.count) completions")
-            }
-            for (i, g) in dlogp.enumerated() where g.count != completions[i].count {
-                throw TrainingModelError.badInput("completion \(i): \(g.count) log-prob gradients for \(completions[i].count) tokens")
-            }
-
+            let dHf = wantsGradient ? scratch.take(N * h, zeroed: true) : nil
             let headStart = DispatchTime.now().uptimeNanoseconds
-            // Head backward: dZ = dlogp · (onehot − softmax(z/T)) / T; dH = dZ·W; dW += dZᵀ·H.
-            let dHf = scratch.take(N * h, zeroed: true)
-            let dRows = scratch.take(max(1, maxLen * h))
-            for (i, comp) in completions.enumerated() {
-                let rs = rows(i)
-                for (t, r) in rs.enumerated() { (hRows + t * h).update(from: hf + r * h, count: h) }
-                let z = logits(i)
-                if !keepLogits {
-                    TrainKernels.gemm(transB: true, m: rs.count, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, z, ldc: vocab)
-                }
-                _ = Self.logSoftmaxGather(z, rows: rs.count, vocab: vocab, targets: comp, temperature: temperature, gradient: dlogp[i],
-                                          lse: lse + offsets[i], scaled: keepLogits)
-                TrainKernels.gemm(m: rs.count, n: h, k: vocab, z, lda: vocab, head, ldb: h, beta: 0, dRows, ldc: h)
-                for (t, r) in rs.enumerated() {
-                    let src = dRows + t * h, dst = dHf + r * h
-                    for j in 0..<h { dst[j] += src[j] }
-                }
-                if let gw = pv[layout.head].grad {
-                    TrainKernels.gemm(transA: true, m: vocab, n: h, k: rs.count, z, lda: vocab, hRows, ldb: h, beta: 1, gw, ldc: h)
-                }
+            let logps: [[Float]]
+            switch mode {
+            case .logprobs:
+                return headPass(pv, hidden: hf, targets: targets, completions: completions, temperature: temperature, gradient: nil, dHidden: nil)
+            case .tokenwise(let g):
+                logps = headPass(pv, hidden: hf, targets: targets, completions: completions, temperature: temperature, gradient: g, dHidden: dHf)
+            case .whole(let objective):
+                logps = headPass(pv, hidden: hf, targets: targets, completions: completions, temperature: temperature, gradient: nil, dHidden: nil)
+                let d = try Self.checked(objective(logps), completions)
+                _ = headPass(pv, hidden: hf, targets: targets, completions: completions, temperature: temperature,
+                             gradient: TokenGradient { i, t, _ in d[i][t] }, dHidden: dHf)
             }
-
-            PhaseTimer.record("head-backward", since: headStart)
+            guard let dHf else { return logps }
+            PhaseTimer.record("head", since: headStart)
             // Final norm, then the layers from the top, each recomputed from its saved input.
             let dX = scratch.take(N * h)
             TrainKernels.rmsNormBackward(dHf, x: last, rows: N, width: h, weight: pv[layout.norm.weight].v, rstd: rstdF,
@@ -357,29 +360,67 @@ public final class PolicyModel: @unchecked Sendable {
         return result
     }
 
-    /// logp[t] = z[t, target]/T − logsumexp(z[t]/T) for each row of `logits` (overwritten with
-    /// dlogp[t]·(onehot − softmax(z/T))/T when `gradient` is given). Row sums in Float64 would
-    /// differ from torch's f32 log_softmax by less than its own rounding; f32 max-shifted sums are used.
+    /// A completion token the head scores: its completion, position, the decoder row whose output
+    /// predicts it and its id.
+    struct HeadRow {
+        let completion: Int, token: Int, row: Int, id: Int
+    }
+
+    /// The head over `targets` in chunks of at most `headChunkBytes` of logits: each chunk's rows
+    /// of the final hidden states times the head, the log-softmax at T and each target's log-prob;
+    /// with a gradient, dZ = g·(onehot − softmax(z/T))/T in place, dH rows += dZ·W into `dHidden`
+    /// and dW += dZᵀ·H into the head's gradient. Returns the log-probs per completion.
+    private func headPass(_ pv: [ParamView], hidden: UnsafePointer<Float>, targets: [HeadRow], completions: [[Int]],
+                          temperature: Float, gradient: TokenGradient?, dHidden: UnsafeMutablePointer<Float>?) -> [[Float]] {
+        let h = config.text.hiddenSize, vocab = config.text.vocabSize
+        let head = pv[layout.head].v
+        let chunk = max(1, min(targets.count, headChunkBytes / (vocab * 4)))
+        let scratch = Scratch()
+        let hRows = scratch.take(chunk * h), z = scratch.take(chunk * vocab)
+        let dRows = gradient == nil ? nil : scratch.take(chunk * h)
+        var logps = completions.map { [Float](repeating: 0, count: $0.count) }
+        for c0 in stride(from: 0, to: targets.count, by: chunk) {
+            let part = Array(targets[c0..<min(targets.count, c0 + chunk)])
+            let n = part.count
+            for (k, t) in part.enumerated() { (hRows + k * h).update(from: hidden + t.row * h, count: h) }
+            PhaseTimer.measure("head-logits") {
+                TrainKernels.gemm(transB: true, m: n, n: vocab, k: h, hRows, lda: h, head, ldb: h, beta: 0, z, ldc: vocab)
+            }
+            let rowGradient = gradient.map { g in { (k: Int, lp: Float) in g(part[k].completion, part[k].token, lp) } }
+            let lp = PhaseTimer.measure("logsoftmax") {
+                Self.logSoftmaxGather(z, rows: n, vocab: vocab, targets: part.map(\.id), temperature: temperature, gradient: rowGradient)
+            }
+            for (k, t) in part.enumerated() { logps[t.completion][t.token] = lp[k] }
+            guard let dRows, let dHidden else { continue }
+            PhaseTimer.measure("head-dH") { TrainKernels.gemm(m: n, n: h, k: vocab, z, lda: vocab, head, ldb: h, beta: 0, dRows, ldc: h) }
+            for (k, t) in part.enumerated() {
+                let src = dRows + k * h, dst = dHidden + t.row * h
+                for j in 0..<h { dst[j] += src[j] }
+            }
+            if let gw = pv[layout.head].grad {
+                PhaseTimer.measure("head-dW") { TrainKernels.gemm(transA: true, m: vocab, n: h, k: n, z, lda: vocab, hRows, ldb: h, beta: 1, gw, ldc: h) }
+            }
+        }
+        return logps
+    }
+
+    /// logp[t] = z[t, target]/T − logsumexp(z[t]/T) for each row of `logits`, overwritten with
+    /// g·(onehot − softmax(z/T))/T when `gradient` gives g = ∂loss/∂logp of row t from its log-prob.
+    /// Row sums in Float64 would differ from torch's f32 log_softmax by less than its own rounding;
+    /// f32 max-shifted sums are used.
     static func logSoftmaxGather(_ logits: UnsafeMutablePointer<Float>, rows: Int, vocab: Int, targets: [Int], temperature: Float,
-                                 gradient: [Float]?, lse lseOut: UnsafeMutablePointer<Float>? = nil, scaled: Bool = false) -> [Float] {
+                                 gradient: ((Int, Float) -> Float)?) -> [Float] {
         var out = [Float](repeating: 0, count: rows)
         out.withUnsafeMutableBufferPointer { op in
             TrainKernels.parallelRows(rows, width: vocab) { t in
                 let z = logits + t * vocab
-                let lse: Float
-                if scaled, let kept = lseOut {
-                    // z already holds logits / T and kept[t] their log-sum-exp (this pass's forward).
-                    lse = kept[t]
-                } else {
-                    let level = TrainKernels.rowLevel
-                    let mx = assay_div_max_row(level, z, vocab, temperature)
-                    lse = mx + logf(assay_sum_exp_row(level, z, vocab, mx))
-                    lseOut?[t] = lse
-                }
+                let level = TrainKernels.rowLevel
+                let mx = assay_div_max_row(level, z, vocab, temperature)
+                let lse = mx + logf(assay_sum_exp_row(level, z, vocab, mx))
                 op[t] = z[targets[t]] - lse
                 if let gradient {
-                    let g = gradient[t] / temperature
-                    assay_exp_scale_row(TrainKernels.rowLevel, z, vocab, lse, -g)
+                    let g = gradient(t, op[t]) / temperature
+                    assay_exp_scale_row(level, z, vocab, lse, -g)
                     z[targets[t]] += g
                 }
             }

@@ -47,9 +47,8 @@ public enum TrainBenchmark {
             model.parameters.zeroGradients()
             var stats = PolicyPassStats()
             let t0 = Date()
-            _ = try model.backward(prompt: prompt, completions: completions, temperature: 1, stats: &stats) { lp in
-                lp.enumerated().map { i, row in Array(repeating: -advantages[i] / total, count: row.count) }
-            }
+            _ = try model.backward(prompt: prompt, completions: completions, temperature: 1, stats: &stats,
+                                   gradient: TokenGradient { i, _, _ in -advantages[i] / total })
             let dt = Date().timeIntervalSince(t0)
             scratch = max(scratch, stats.scratchPeakBytes)
             if r > 0 { times.append(dt) }
@@ -87,7 +86,7 @@ public enum TrainBenchmark {
     /// forward and backward (dx and dW: twice the forward), the recompute of every layer but the
     /// top one (without the down projection, whose output the backward does not need, nor the
     /// gate/up products of the layers whose outputs it kept), and the head
-    /// forward, dH and dW (plus its recompute when the logits were not kept).
+    /// forward, dH and dW (a token-wise loss, as the bench's, computes each chunk's logits once).
     public static func matmulFLOPs(_ model: PolicyModel, promptTokens P: Int, completions: [Int]) -> Double {
         let config = model.config
         let c = config.text
@@ -109,7 +108,6 @@ public enum TrainBenchmark {
         let recompute = (layer - rows * 2 * h * inter) * Double(depth - 1) - Double(kept) * rows * 2 * 2 * h * inter
         let headTokens = completions.reduce(0, +)
         let head = 2 * h * Double(c.vocabSize) * Double(headTokens)
-        let keptLogits = headTokens * c.vocabSize * 4 <= model.keptLogitsBudget
-        return layer * Double(depth) * 3 + recompute + head * (keptLogits ? 3 : 4)
+        return layer * Double(depth) * 3 + recompute + head * 3
     }
 }

@@ -252,6 +252,43 @@ final class GRPOObjectiveTests: XCTestCase {
         XCTAssertGreaterThan(checked, 12 * 60)
     }
 
+    /// The token-wise form the training pass uses gives exactly `evaluate`'s derivative for every
+    /// form, aggregation, β and old/ref presence, scaled in float32 as a caller scaling the rows.
+    func testTokenGradientIsEvaluatesDerivativeBitForBit() throws {
+        let g = try GRPOGoldens.load()
+        let lp = try g.rows("grpo/stage1/logp_t1"), old = try g.rows("grpo/stage1/old_logp")
+        let ref = try g.rows("grpo/stage1/ref_logp")
+        let rewards = try g.vector("grpo/rewards")
+        var compared = 0
+        for form in PolicyLossKind.allCases {
+            for aggregation in LossAggregation.allCases {
+                for (beta, withOld) in [(0.0, false), (0.0, true), (0.04, true)] {
+                    let s = GRPOSettings(advantage: form == .trl ? .trl : .easyr1, policyLoss: form,
+                                         aggregation: aggregation, beta: beta, maxCompletionLength: g.lmax)
+                    let a = GRPOObjective.advantages(rewards: rewards, kind: s.advantage)
+                    let o = withOld ? old : nil, r = beta == 0 ? nil : ref
+                    let want = try GRPOObjective.evaluate(logprobs: lp, old: o, ref: r, advantages: a, settings: s).dLogprobs
+                    for scale: Float in [1, 0.37] {
+                        let f = try GRPOObjective.tokenGradient(lengths: lp.map(\.count), old: o, ref: r, advantages: a, settings: s, scale: scale)
+                        for i in lp.indices {
+                            for t in lp[i].indices {
+                                XCTAssertEqual(f(i, t, lp[i][t]).bitPattern, (want[i][t] * scale).bitPattern,
+                                               "\(form) \(aggregation) β=\(beta) old=\(withOld) ×\(scale) [\(i)][\(t)]")
+                                compared += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(compared, 36 * 60)
+        // The same checks as evaluate, before any pass runs.
+        XCTAssertThrowsError(try GRPOObjective.tokenGradient(lengths: [3, 2], old: [[0, 0, 0]], ref: nil, advantages: [1, -1],
+                                                             settings: GRPOSettings(beta: 0)))
+        XCTAssertThrowsError(try GRPOObjective.tokenGradient(lengths: [3, 2], old: nil, ref: nil, advantages: [1, -1],
+                                                             settings: GRPOSettings(beta: 0.04)))
+    }
+
     /// At an exact tie torch.minimum gives each input half the gradient: EasyR1's dual clip with
     /// c chosen equal to the ratio, so min(−Aρ, −cA) ties and −cA is a constant.
     func testDualClipTieGetsHalfTheGradientLikeTorch() throws {

@@ -118,29 +118,46 @@ final class PolicyGoldenStage1Tests: XCTestCase {
         let ref = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/ref_logp"), lengths: lengths)
         let adv = GRPOObjective.advantages(rewards: try s.golden.floats("grpo/rewards"), kind: .trl)
         let scalars = s.golden.grpo["scalars"] as! [String: Any]
+        let named = (s.golden.grpo["named_parameters"] as! [String: Any]).keys.sorted()
+        func gradients() -> [String: [Float]] { Dictionary(uniqueKeysWithValues: s.model.parameters.parameters.map { ($0.name, $0.grad) }) }
         for agg in LossAggregation.allCases {
             for beta in [0.0, 0.04] {
+                // The training path: the head's chunks turn logits into log-probs and gradients at once.
                 let settings = GRPOSettings(temperature: 1, advantage: .trl, policyLoss: .trl, aggregation: agg, beta: beta)
+                let gradient = try GRPOObjective.tokenGradient(lengths: lengths, old: old, ref: ref, advantages: adv, settings: settings)
                 s.model.parameters.zeroGradients()
                 var stats = PolicyPassStats()
-                var loss: Float = .nan
-                _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
-                    let r = try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: settings)
-                    loss = r.loss
-                    return r.dLogprobs
-                }
+                let lp = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats, gradient: gradient)
+                let loss = try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: settings).loss
                 let key = "stage1_global_grad_norm_\(agg.rawValue)_beta\(beta == 0 ? "0" : "0.04")"
                 let norm = (scalars[key] as! NSNumber).doubleValue
                 XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm, key)
                 let lossKey = "trl_adv-trl_\(agg.rawValue)_beta\(beta == 0 ? "0" : "0.04")"
                 let goldenLoss = ((s.golden.grpo["losses_stage1"] as! [String: Any])[lossKey] as! NSNumber).floatValue
                 XCTAssertEqual(loss, goldenLoss, accuracy: 1e-4 + 1e-4 * abs(goldenLoss), lossKey)
-                if agg == .dapo && beta == 0.04 {  // the primary loss
-                    let named = s.golden.grpo["named_parameters"] as! [String: Any]
-                    for name in named.keys.sorted() {
-                        PolicyGoldenTests.assertClose(s.model.parameters[name]!.grad, try s.golden.floats("grpo/stage1/grad/" + name),
-                                                      "stage-1 gradient of \(name)")
-                    }
+                guard agg == .dapo && beta == 0.04 else { continue }  // the primary loss
+                for name in named {
+                    PolicyGoldenTests.assertClose(s.model.parameters[name]!.grad, try s.golden.floats("grpo/stage1/grad/" + name),
+                                                  "stage-1 gradient of \(name)")
+                }
+                // A whole-group objective (log-probs first, then a second pass over the head) gives
+                // the same gradients bit for bit.
+                let tokenwise = gradients()
+                s.model.parameters.zeroGradients()
+                _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
+                    try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: settings).dLogprobs
+                }
+                XCTAssertEqual(gradients(), tokenwise, "whole-group objective against the token-wise one")
+                // Chunks of 5 rows, most of them spanning two completions, still give torch's gradients.
+                let chunkBytes = s.model.headChunkBytes
+                s.model.headChunkBytes = 5 * s.model.config.text.vocabSize * 4
+                defer { s.model.headChunkBytes = chunkBytes }
+                s.model.parameters.zeroGradients()
+                let lp5 = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats, gradient: gradient)
+                XCTAssertEqual(lp5, lp)
+                for name in named {
+                    PolicyGoldenTests.assertClose(s.model.parameters[name]!.grad, try s.golden.floats("grpo/stage1/grad/" + name),
+                                                  "stage-1 gradient of \(name), head chunks of 5 rows")
                 }
             }
         }
@@ -188,19 +205,26 @@ final class MicroBatchTests: XCTestCase {
         let old = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/old_logp"), lengths: lengths)
         let ref = PolicyGoldenTests.unpad(try s.golden.floats("grpo/stage1/ref_logp"), lengths: lengths)
         let adv = GRPOObjective.advantages(rewards: try s.golden.floats("grpo/rewards"), kind: .trl)
-        func grads(_ micro: Int) throws -> ([[Float]], [String: [Float]]) {
+        let gradient = try GRPOObjective.tokenGradient(lengths: lengths, old: old, ref: ref, advantages: adv, settings: GRPOSettings())
+        func grads(_ micro: Int, tokenwise: Bool) throws -> ([[Float]], [String: [Float]]) {
             s.model.parameters.zeroGradients()
             var stats = PolicyPassStats()
-            let lp = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, microBatch: micro, stats: &stats) { lp in
-                try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: GRPOSettings()).dLogprobs
-            }
+            let lp = tokenwise
+                ? try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, microBatch: micro, stats: &stats, gradient: gradient)
+                : try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, microBatch: micro, stats: &stats) { lp in
+                    try GRPOObjective.evaluate(logprobs: lp, old: old, ref: ref, advantages: adv, settings: GRPOSettings()).dLogprobs
+                }
             return (lp, Dictionary(uniqueKeysWithValues: s.model.parameters.parameters.map { ($0.name, $0.grad) }))
         }
-        let (lpAll, whole) = try grads(4)
+        let (lpAll, whole) = try grads(4, tokenwise: true)
         for micro in [1, 3] {
-            let (lp, parts) = try grads(micro)
-            XCTAssertEqual(lp, lpAll)
-            for (name, g) in whole { PolicyGoldenTests.assertClose(parts[name]!, g, atol: 1e-6, rtol: 1e-5, "micro-batch \(micro): \(name)") }
+            for tokenwise in [true, false] {
+                let (lp, parts) = try grads(micro, tokenwise: tokenwise)
+                XCTAssertEqual(lp, lpAll)
+                for (name, g) in whole {
+                    PolicyGoldenTests.assertClose(parts[name]!, g, atol: 1e-6, rtol: 1e-5, "micro-batch \(micro) (token-wise \(tokenwise)): \(name)")
+                }
+            }
         }
     }
 }
