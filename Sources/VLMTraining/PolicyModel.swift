@@ -287,13 +287,14 @@ public final class PolicyModel: @unchecked Sendable {
             let perLayer = 2 * N * inter * 4
             let keptLayers = wantsGradient ? min(depth - 1, keptActivationsBudget / max(1, perLayer)) : 0
             let keptGU = (0..<keptLayers).map { _ in scratch.take(2 * N * inter) }
+            func gateUp(_ l: Int) -> GateUp {
+                l < keptLayers ? GateUp(g: keptGU[l], u: keptGU[l] + N * inter, kept: true) : GateUp(g: acts.g, u: acts.u, kept: false)
+            }
             for l in 0..<depth {
                 let input = wantsGradient ? xs[l] : xs[l % 2]
                 let output = wantsGradient ? xs[l + 1] : xs[(l + 1) % 2]
-                PhaseTimer.measure("forward") { layerForward(layout.layers[l], pv, x: input, y: output, rows: N, acts: acts, attention: attention, rope: rope) }
-                if l < keptLayers {
-                    keptGU[l].update(from: acts.g, count: N * inter)
-                    (keptGU[l] + N * inter).update(from: acts.u, count: N * inter)
+                PhaseTimer.measure("forward") {
+                    layerForward(layout.layers[l], pv, x: input, y: output, rows: N, acts: acts, gateUp: gateUp(l), attention: attention, rope: rope)
                 }
             }
             let last = wantsGradient ? xs[depth] : xs[depth % 2]
@@ -330,11 +331,13 @@ public final class PolicyModel: @unchecked Sendable {
                 // The top layer's intermediates are still those of the forward pass.
                 if l < depth - 1 {
                     PhaseTimer.measure("recompute") {
-                        layerForward(layer, pv, x: xs[l], y: xs[l + 1], rows: N, acts: acts, attention: attention, rope: rope,
-                                     keptGateUp: l < keptLayers ? UnsafePointer(keptGU[l]) : nil, recompute: true)
+                        layerForward(layer, pv, x: xs[l], y: xs[l + 1], rows: N, acts: acts, gateUp: gateUp(l), attention: attention, rope: rope,
+                                     recompute: true)
                     }
                 }
-                PhaseTimer.measure("backward") { layerBackward(layer, pv, x: xs[l], dY: dX, rows: N, acts: acts, attention: attention, rope: rope) }
+                PhaseTimer.measure("backward") {
+                    layerBackward(layer, pv, x: xs[l], dY: dX, rows: N, acts: acts, gateUp: gateUp(l), attention: attention, rope: rope)
+                }
             }
 
             // Embedding rows; image rows go back through the vision tower.
@@ -432,9 +435,15 @@ public final class PolicyModel: @unchecked Sendable {
 
     typealias Rope = (cos: UnsafePointer<Float>, sin: UnsafePointer<Float>)
 
+    /// Where a layer's gate and up outputs live: the pass's activations, or buffers kept from the
+    /// forward to the backward (`kept`: a recompute finds them there and skips their products).
+    struct GateUp {
+        let g: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>
+        let kept: Bool
+    }
+
     private func layerForward(_ L: PolicyLayout.Layer, _ pv: [ParamView], x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows N: Int,
-                              acts a: LayerActivations, attention: SegmentAttention, rope: Rope, keptGateUp: UnsafePointer<Float>? = nil,
-                              recompute: Bool = false) {
+                              acts a: LayerActivations, gateUp gu: GateUp, attention: SegmentAttention, rope: Rope, recompute: Bool = false) {
         let c = config.text
         let h = c.hiddenSize, hd = c.headDim, qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd, inter = c.intermediateSize
         TrainKernels.rmsNorm(x, rows: N, width: h, weight: pv[L.inNorm.weight].v, eps: L.inNorm.eps, into: a.xn1, rstd: a.rstd1)
@@ -447,14 +456,11 @@ public final class PolicyModel: @unchecked Sendable {
         project(L.o, pv, a.attn, rows: N, into: a.x2)
         addInPlace(a.x2, x, N * h)
         TrainKernels.rmsNorm(a.x2, rows: N, width: h, weight: pv[L.postNorm.weight].v, eps: L.postNorm.eps, into: a.xn2, rstd: a.rstd2)
-        if let kept = keptGateUp {
-            a.g.update(from: kept, count: N * inter)
-            a.u.update(from: kept + N * inter, count: N * inter)
-        } else {
-            project(L.gate, pv, a.xn2, rows: N, into: a.g)
-            project(L.up, pv, a.xn2, rows: N, into: a.u)
+        if !(recompute && gu.kept) {
+            project(L.gate, pv, a.xn2, rows: N, into: gu.g)
+            project(L.up, pv, a.xn2, rows: N, into: gu.u)
         }
-        TrainKernels.swiGLU(a.g, a.u, count: N * inter, into: a.act)
+        TrainKernels.swiGLU(gu.g, gu.u, count: N * inter, into: a.act)
         // A recompute before the backward needs the intermediates, not the output: y is the next
         // layer's saved input already, and the down projection's backward reads only `act`.
         if recompute { return }
@@ -464,12 +470,12 @@ public final class PolicyModel: @unchecked Sendable {
 
     /// dY (the gradient of the layer's output) in, the gradient of its input out (in place).
     private func layerBackward(_ L: PolicyLayout.Layer, _ pv: [ParamView], x: UnsafePointer<Float>, dY: UnsafeMutablePointer<Float>, rows N: Int,
-                               acts a: LayerActivations, attention: SegmentAttention, rope: Rope) {
+                               acts a: LayerActivations, gateUp gu: GateUp, attention: SegmentAttention, rope: Rope) {
         let c = config.text
         let h = c.hiddenSize, hd = c.headDim, qDim = c.numHeads * hd, kvDim = c.numKVHeads * hd, inter = c.intermediateSize
         // MLP: y = x2 + down(silu(gate(xn2)) · up(xn2)).
         projectBackward(L.down, pv, dY, input: a.act, rows: N, dInput: a.dAct, accumulate: false)
-        TrainKernels.swiGLUBackward(a.dAct, g: a.g, u: a.u, count: N * inter, dg: a.dG, du: a.dU)
+        TrainKernels.swiGLUBackward(a.dAct, g: gu.g, u: gu.u, count: N * inter, dg: a.dG, du: a.dU)
         projectBackward(L.gate, pv, a.dG, input: a.xn2, rows: N, dInput: a.dXn, accumulate: false)
         projectBackward(L.up, pv, a.dU, input: a.xn2, rows: N, dInput: a.dXn, accumulate: true)
         a.dX2.update(from: dY, count: N * h)

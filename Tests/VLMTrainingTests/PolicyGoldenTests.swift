@@ -81,24 +81,31 @@ final class PolicyGoldenTests: XCTestCase {
         }
     }
 
+    /// With every layer's gate/up outputs kept (the default on this model), none, or only the
+    /// first layer's (the rest recomputed before their backward).
     func testStage0GradientsAndGlobalNorm() throws {
         let s = try Self.setup()
         let adv = try s.golden.floats("grpo/advantages_trl")
         let total = Float(s.completions.reduce(0) { $0 + $1.count })
-        var stats = PolicyPassStats()
-        s.model.parameters.zeroGradients()
-        // TRL 'dapo', β 0, old = logp.detach(): loss = Σ −A_i·ρ / Σ m with ρ ≡ 1, so ∂loss/∂logp = −A_i / Σ m.
-        _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
-            lp.enumerated().map { i, row in Array(repeating: -adv[i] / total, count: row.count) }
-        }
+        let rows = s.prompt.ids.count + s.completions.reduce(0) { $0 + $1.count - 1 }
+        let oneLayer = 2 * rows * s.model.config.text.intermediateSize * 4
         let named = s.golden.grpo["named_parameters"] as! [String: Any]
-        for name in named.keys.sorted() {
-            let g = try s.golden.floats("grpo/stage0/grad/" + name)
-            Self.assertClose(s.model.parameters[name]!.grad, g, "stage-0 gradient of \(name)")
-        }
         let scalars = s.golden.grpo["scalars"] as! [String: Any]
         let norm = (scalars["stage0_global_grad_norm"] as! NSNumber).doubleValue
-        XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm)
+        for budget in [s.model.keptActivationsBudget, 0, oneLayer] {
+            s.model.keptActivationsBudget = budget
+            var stats = PolicyPassStats()
+            s.model.parameters.zeroGradients()
+            // TRL 'dapo', β 0, old = logp.detach(): loss = Σ −A_i·ρ / Σ m with ρ ≡ 1, so ∂loss/∂logp = −A_i / Σ m.
+            _ = try s.model.backward(prompt: s.prompt, completions: s.completions, temperature: 1, stats: &stats) { lp in
+                lp.enumerated().map { i, row in Array(repeating: -adv[i] / total, count: row.count) }
+            }
+            for name in named.keys.sorted() {
+                let g = try s.golden.floats("grpo/stage0/grad/" + name)
+                Self.assertClose(s.model.parameters[name]!.grad, g, "stage-0 gradient of \(name), kept gate/up budget \(budget) B")
+            }
+            XCTAssertEqual(s.model.parameters.globalGradientNorm(), norm, accuracy: 1e-4 * norm)
+        }
     }
 }
 
