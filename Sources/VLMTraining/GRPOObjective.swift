@@ -180,14 +180,10 @@ public enum GRPOObjective {
         try validate(lengths: lengths, old: old, ref: ref, advantages: advantages, settings: settings)
         let weights = aggregationWeights(lengths: lengths, settings: settings)
         let constants = TokenConstants(settings)
-        var tokens = [TokenTerms]()
-        tokens.reserveCapacity(logprobs.count)
-        for i in logprobs.indices {
-            var t = TokenTerms()
-            for k in logprobs[i].indices {
-                t.append(term(logprobs[i][k], old: old?[i][k], ref: ref?[i][k], advantage: advantages[i], constants, settings.policyLoss))
+        let tokens = logprobs.indices.map { i in
+            logprobs[i].indices.map { k in
+                term(logprobs[i][k], old: old?[i][k], ref: ref?[i][k], advantage: advantages[i], constants, settings.policyLoss)
             }
-            tokens.append(t)
         }
         return assemble(tokens, weights: weights, hasRef: ref != nil, settings: settings)
     }
@@ -287,20 +283,6 @@ public enum GRPOObjective {
         var low: Bool, high: Bool, dual: Bool
     }
 
-    /// One completion's per-token values.
-    private struct TokenTerms {
-        var policy: [Float] = [], kl: [Float] = []
-        var dPolicy: [Float] = [], dKL: [Float] = []
-        var ratio: [Float] = [], ratioClipped: [Float] = []
-        var low: [Bool] = [], high: [Bool] = [], dual: [Bool] = []
-
-        mutating func append(_ t: TokenTerm) {
-            policy.append(t.policy); kl.append(t.kl); dPolicy.append(t.dPolicy); dKL.append(t.dKL)
-            ratio.append(t.ratio); ratioClipped.append(t.ratioClipped)
-            low.append(t.low); high.append(t.high); dual.append(t.dual)
-        }
-    }
-
     /// The settings' clip bounds in float32, computed once.
     private struct TokenConstants {
         let lowBound: Float, highBound: Float, logLow: Float, logHigh: Float, c: Float
@@ -392,45 +374,44 @@ public enum GRPOObjective {
 
     // MARK: Assembly
 
-    private static func assemble(_ terms: [TokenTerms], weights: [Double], hasRef: Bool,
+    private static func assemble(_ terms: [[TokenTerm]], weights: [Double], hasRef: Bool,
                                  settings s: GRPOSettings) -> GRPOLossResult {
         let beta = Float(s.beta)
         var policySum = 0.0, klSum = 0.0, klTotal = 0.0
         var klMax = -Float.infinity
-        var tokenCount = 0
         var perToken = [[Float]](), grads = [[Float]]()
-        for (i, t) in terms.enumerated() {
+        for (i, row) in terms.enumerated() {
             let w = weights[i]
             var rowLoss = [Float](), rowGrad = [Float]()
-            rowLoss.reserveCapacity(t.policy.count); rowGrad.reserveCapacity(t.policy.count)
-            for k in t.policy.indices {
-                let withKL = beta != 0 ? t.policy[k] + beta * t.kl[k] : t.policy[k]
+            rowLoss.reserveCapacity(row.count); rowGrad.reserveCapacity(row.count)
+            for t in row {
+                let withKL = beta != 0 ? t.policy + beta * t.kl : t.policy
                 rowLoss.append(withKL)
-                rowGrad.append(combined(dPolicy: t.dPolicy[k], dKL: t.dKL[k], beta: beta, weight: w))
+                rowGrad.append(combined(dPolicy: t.dPolicy, dKL: t.dKL, beta: beta, weight: w))
                 switch s.policyLoss {
                 case .trl: policySum += Double(withKL) * w
                 case .easyr1:
-                    policySum += Double(t.policy[k]) * w
-                    klSum += Double(t.kl[k]) * w
+                    policySum += Double(t.policy) * w
+                    klSum += Double(t.kl) * w
                 }
-                klTotal += Double(t.kl[k])
-                klMax = Swift.max(klMax, t.kl[k])
+                klTotal += Double(t.kl)
+                klMax = Swift.max(klMax, t.kl)
             }
-            tokenCount += t.policy.count
             perToken.append(rowLoss)
             grads.append(rowGrad)
         }
         let loss: Float = s.policyLoss == .easyr1 && beta != 0
             ? Float(policySum) + beta * Float(klSum)
             : Float(policySum)
+        let tokenCount = terms.reduce(0) { $0 + $1.count }
         let hasTokens = tokenCount > 0 && hasRef
+        func each<T>(_ field: (TokenTerm) -> T) -> [[T]] { terms.map { $0.map(field) } }
+        func count(_ flag: (TokenTerm) -> Bool) -> Int { terms.reduce(0) { $0 + $1.filter(flag).count } }
         return GRPOLossResult(
             loss: loss, dLogprobs: grads, perTokenLoss: perToken,
-            ratio: terms.map(\.ratio), ratioClipped: terms.map(\.ratioClipped), perTokenKL: terms.map(\.kl),
-            lowClippedMask: terms.map(\.low), highClippedMask: terms.map(\.high), dualClippedMask: terms.map(\.dual),
-            lowClipped: terms.reduce(0) { $0 + $1.low.filter { $0 }.count },
-            highClipped: terms.reduce(0) { $0 + $1.high.filter { $0 }.count },
-            dualClipped: terms.reduce(0) { $0 + $1.dual.filter { $0 }.count },
+            ratio: each(\.ratio), ratioClipped: each(\.ratioClipped), perTokenKL: each(\.kl),
+            lowClippedMask: each(\.low), highClippedMask: each(\.high), dualClippedMask: each(\.dual),
+            lowClipped: count(\.low), highClipped: count(\.high), dualClipped: count(\.dual),
             meanKL: hasTokens ? Float(klTotal / Double(tokenCount)) : 0,
             maxKL: hasTokens ? klMax : 0,
             tokenCount: tokenCount)

@@ -94,6 +94,13 @@ public final class PolicyModel: @unchecked Sendable {
         return parameters.parameters[v.patchEmbed.weight].trainable || v.blocks.contains { parameters.parameters[$0.qkv.weight].trainable }
     }
 
+    /// Layers (from the bottom, never the top one, which is not recomputed) whose gate/up outputs
+    /// a backward pass over `rows` decoder rows keeps within `keptActivationsBudget`.
+    func keptGateUpLayers(rows: Int) -> Int {
+        let c = config.text
+        return min(layout.layers.count - 1, keptActivationsBudget / max(1, 2 * rows * c.intermediateSize * 4))
+    }
+
     /// Per-token log-probabilities of each completion at temperature T (no gradient).
     public func logprobs(prompt: PolicyPrompt, completions: [[Int]], temperature: Float) throws -> [[Float]] {
         var stats = PolicyPassStats()
@@ -284,8 +291,7 @@ public final class PolicyModel: @unchecked Sendable {
             // The MLP's gate and up outputs (half of a layer's product FLOPs) of as many layers as
             // `keptActivationsBudget` holds are kept, so their recompute skips those products.
             let inter = c.intermediateSize
-            let perLayer = 2 * N * inter * 4
-            let keptLayers = wantsGradient ? min(depth - 1, keptActivationsBudget / max(1, perLayer)) : 0
+            let keptLayers = wantsGradient ? keptGateUpLayers(rows: N) : 0
             let keptGU = (0..<keptLayers).map { _ in scratch.take(2 * N * inter) }
             func gateUp(_ l: Int) -> GateUp {
                 l < keptLayers ? GateUp(g: keptGU[l], u: keptGU[l] + N * inter, kept: true) : GateUp(g: acts.g, u: acts.u, kept: false)

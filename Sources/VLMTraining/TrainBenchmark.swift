@@ -104,7 +104,7 @@ public enum TrainBenchmark {
         let attention = 4 * hd * Double(c.numHeads) * pairs
         let layer = perRow * rows + attention
         let depth = c.numLayers
-        let kept = min(depth - 1, model.keptActivationsBudget / max(1, 2 * rowCount * c.intermediateSize * 4))
+        let kept = model.keptGateUpLayers(rows: rowCount)
         let recompute = (layer - rows * 2 * h * inter) * Double(depth - 1) - Double(kept) * rows * 2 * 2 * h * inter
         let headTokens = completions.reduce(0, +)
         let head = 2 * h * Double(c.vocabSize) * Double(headTokens)
